@@ -1,0 +1,79 @@
+"""Transactional SQLAlchemy 2.x sessions for sync and async Python.
+
+Sync names import with plain SQLAlchemy; async names (``AsyncSessionManager``,
+``async_session_scope``, ``async_with_session``) are loaded on first use and
+need ``pip install "sessionscope[asyncio]"`` (greenlet).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._sync import SessionManager, SessionScope, session_scope, with_session
+from .config import SessionConfig
+from .context import current_session, on_commit, on_rollback, set_default_manager
+from .errors import (
+    CommitOutcomeUnknownError,
+    ConfigurationError,
+    NoActiveSessionError,
+    SessionScopeError,
+    TransactionRolledBackError,
+)
+from .monitor import SessionMonitor
+from .transient import is_transient
+
+if TYPE_CHECKING:
+    from ._async import (
+        AsyncSessionManager,
+        AsyncSessionScope,
+        async_session_scope,
+        async_with_session,
+    )
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncSessionManager",
+    "AsyncSessionScope",
+    "CommitOutcomeUnknownError",
+    "ConfigurationError",
+    "NoActiveSessionError",
+    "SessionConfig",
+    "SessionManager",
+    "SessionMonitor",
+    "SessionScope",
+    "SessionScopeError",
+    "TransactionRolledBackError",
+    "async_session_scope",
+    "async_with_session",
+    "current_session",
+    "is_transient",
+    "on_commit",
+    "on_rollback",
+    "session_scope",
+    "set_default_manager",
+    "with_session",
+]
+
+_ASYNC_NAMES = frozenset(
+    {"AsyncSessionManager", "AsyncSessionScope", "async_session_scope", "async_with_session"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ASYNC_NAMES:
+        raise AttributeError(f"module 'sessionscope' has no attribute {name!r}")
+    try:
+        from . import _async
+    except ImportError as exc:
+        raise ImportError(
+            f"sessionscope.{name} needs SQLAlchemy's asyncio support (greenlet): "
+            f'pip install "sessionscope[asyncio]" ({exc})'
+        ) from exc
+    value = getattr(_async, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _ASYNC_NAMES)

@@ -1,0 +1,46 @@
+"""Module-level ``async_session_scope`` and ``async_with_session``, on the default manager."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
+
+from .._async_compat import IS_ASYNC, AsyncSession, Outcome
+from ..context import get_default_manager
+from ..options import ScopeKwargs, SessionKwargs
+from .decorator import session_function
+from .scope import AsyncSessionScope
+
+__all__ = ["async_session_scope", "async_with_session"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def async_session_scope(**options: Unpack[ScopeKwargs]) -> AsyncSessionScope:
+    """``manager.session_scope(**options)`` on the default manager of this flavour."""
+    manager = get_default_manager(IS_ASYNC)
+    return manager.session_scope(**options)  # type: ignore[no-any-return]
+
+
+@overload
+def async_with_session(
+    fn: Callable[Concatenate[AsyncSession, P], Outcome[R]], /
+) -> Callable[P, Outcome[R]]: ...
+
+
+@overload
+def async_with_session(
+    fn: None = None, /, **options: Unpack[SessionKwargs]
+) -> Callable[[Callable[Concatenate[AsyncSession, P], Outcome[R]]], Callable[P, Outcome[R]]]: ...
+
+
+def async_with_session(fn: Any = None, /, **options: Any) -> Any:
+    """``manager.with_session`` on the default manager, looked up at each call.
+
+    Decorating needs no manager yet (modules are often imported before the
+    application sets one up); calling does.
+    """
+    if fn is None:
+        return lambda fn: session_function(fn, options, None)
+    return session_function(fn, options, None)

@@ -1,0 +1,229 @@
+"""``AsyncSessionManager``: an engine, a sessionmaker and the scopes opened on them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack, overload
+
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError
+
+from .._async_compat import (
+    IS_ASYNC,
+    AsyncEngine,
+    AsyncSession,
+    Outcome,
+    async_sessionmaker,
+    create_async_engine,
+    other_flavour,
+    sync_engine_of,
+)
+from .._sqlite import ensure_real_savepoints
+from ..config import SessionConfig
+from ..errors import ConfigurationError
+from ..monitor import SessionMonitor
+from ..options import ScopeKwargs, SessionKwargs, defaults_from, resolve_scope_options
+from .decorator import session_function
+from .scope import AsyncSessionScope
+
+__all__ = ["AsyncSessionManager"]
+
+logger = logging.getLogger("sessionscope")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# How a transaction is made read-only, and undone, per dialect (None: nothing to undo).
+_READ_ONLY_SQL: dict[str, tuple[str, str | None]] = {
+    "postgresql": ("SET TRANSACTION READ ONLY", None),
+    "sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
+}
+
+
+class AsyncSessionManager:
+    """Opens transactional scopes on one database.
+
+    ``bind`` is a database URL (the manager creates the engine, passing it
+    ``engine_options``, and disposes it), an ``AsyncEngine`` or an existing
+    ``async_sessionmaker`` (borrowed: the application keeps its pool and
+    session configuration, and the manager never disposes them). Sessions the
+    manager makes never expire objects on commit, so what a scope loaded stays
+    readable after it, and they refuse any use after their scope has ended.
+    """
+
+    is_async = IS_ASYNC
+
+    def __init__(
+        self,
+        bind: str | URL | AsyncEngine | async_sessionmaker[Any],
+        *,
+        config: SessionConfig | None = None,
+        **engine_options: Any,
+    ) -> None:
+        if config is None:
+            config = SessionConfig()
+        elif not isinstance(config, SessionConfig):
+            raise ConfigurationError("config must be a SessionConfig, got %r" % (config,))
+        self.config = config
+        engine, maker, self._owns_engine = _resolve_bind(bind, engine_options)
+        self.engine = engine
+        self.sessionmaker = maker
+        self.name = engine.url.render_as_string(hide_password=True)
+        sync_engine = sync_engine_of(engine)
+        ensure_real_savepoints(sync_engine)
+        self.read_only_sql = _READ_ONLY_SQL.get(engine.dialect.name)
+        self.monitoring = config.enable_monitoring
+        self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
+        self._log_level = config.log_level_number
+        self._default_options = defaults_from(config)
+
+    def __repr__(self) -> str:
+        return "<%s %s>" % (type(self).__name__, self.name)
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        """Log on the ``sessionscope`` logger if ``level`` reaches this manager's log_level."""
+        if level >= self._log_level and logger.isEnabledFor(level):
+            logger.log(level, "[%s] " + message, self.name, *args)
+
+    def session_scope(self, **options: Unpack[ScopeKwargs]) -> AsyncSessionScope:
+        """A transactional scope; see :class:`AsyncSessionScope` for the nesting rules."""
+        if not options:
+            return AsyncSessionScope(self, self._default_options)
+        resolved = resolve_scope_options(self.config, options)
+        if resolved.read_only and self.read_only_sql is None:
+            raise ConfigurationError(
+                "read_only=True is supported on PostgreSQL and SQLite, not on %r"
+                % self.engine.dialect.name
+            )
+        return AsyncSessionScope(self, resolved)
+
+    @overload
+    def with_session(
+        self, fn: Callable[Concatenate[AsyncSession, P], Outcome[R]], /
+    ) -> Callable[P, Outcome[R]]: ...
+
+    @overload
+    def with_session(
+        self, fn: None = None, /, **options: Unpack[SessionKwargs]
+    ) -> Callable[
+        [Callable[Concatenate[AsyncSession, P], Outcome[R]]], Callable[P, Outcome[R]]
+    ]: ...
+
+    def with_session(self, fn: Any = None, /, **options: Any) -> Any:
+        """Decorate a function whose first parameter takes the session.
+
+        Each call runs in a scope of this manager and gets its session as the
+        first argument. A caller may pass a session instead (by keyword or
+        first positional argument): a session of an active scope is joined
+        under the propagation rules, any other session is used as is, neither
+        committed nor closed. Usable bare (``@manager.with_session``) or with
+        options (``@manager.with_session(propagation="nested")``).
+        """
+        if fn is None:
+            return lambda fn: session_function(fn, options, self)
+        return session_function(fn, options, self)
+
+    async def get_db(self) -> AsyncIterator[AsyncSession]:
+        """A generator dependency (FastAPI ``Depends``, any DI): one scope per use."""
+        async with self.session_scope() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        """Dispose the engine if this manager created it; a borrowed one is left alone."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.dispose()
+
+
+def _resolve_bind(
+    bind: object, engine_options: dict[str, Any]
+) -> tuple[AsyncEngine, async_sessionmaker[Any], bool]:
+    """The engine, our sessionmaker, and whether we own (and so dispose) the engine."""
+    instead = other_flavour(bind)
+    if instead is not None:
+        raise ConfigurationError(
+            "%s belongs to the other flavour: use %s for it" % (type(bind).__name__, instead)
+        )
+    expected = (
+        "a database URL, an %s or an %s" % (AsyncEngine.__name__, async_sessionmaker.__name__)
+    )
+    if isinstance(bind, str | URL):
+        engine = _create_engine(bind, engine_options)
+        return engine, _own_sessionmaker(None, engine), True
+    if engine_options:
+        raise ConfigurationError(
+            "engine options %s apply only when bind is a URL; configure the %s you pass instead"
+            % (sorted(engine_options), type(bind).__name__)
+        )
+    if isinstance(bind, AsyncEngine):
+        engine = bind
+        _check_driver(engine)
+        return engine, _own_sessionmaker(None, engine), False
+    if isinstance(bind, async_sessionmaker):
+        engine = bind.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise ConfigurationError(
+                "the %s has no %s bind (bind=%r); configure it with one"
+                % (async_sessionmaker.__name__, AsyncEngine.__name__, engine)
+            )
+        return engine, _own_sessionmaker(bind, engine), False
+    raise ConfigurationError("bind must be %s, got %r" % (expected, bind))
+
+
+def _create_engine(url: str | URL, engine_options: dict[str, Any]) -> AsyncEngine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError("not a database URL: %r (%s)" % (url, exc)) from exc
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        engine = create_async_engine(parsed, **engine_options)
+    except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError, TypeError) as exc:
+        raise ConfigurationError("cannot create an engine for %s: %s" % (shown, exc)) from exc
+    try:
+        _check_driver(engine)
+    except ConfigurationError:
+        _discard(engine)
+        raise
+    return engine
+
+
+def _discard(engine: AsyncEngine) -> None:
+    """Drop an engine that never connected (its pool is still empty)."""
+    sync_engine_of(engine).pool.dispose()
+
+
+def _check_driver(engine: AsyncEngine) -> None:
+    if engine.dialect.is_async is not IS_ASYNC:
+        shown = engine.url.render_as_string(hide_password=True)
+        kind = "async" if engine.dialect.is_async else "sync"
+        wanted = "async" if IS_ASYNC else "sync"
+        raise ConfigurationError(
+            "the driver %r of %s is %s, and this manager needs a %s driver; "
+            "change the URL's driver or use the other manager"
+            % (engine.dialect.driver, shown, kind, wanted)
+        )
+
+
+def _own_sessionmaker(
+    borrowed: async_sessionmaker[Any] | None, bind: Any
+) -> async_sessionmaker[Any]:
+    """Our sessionmaker: the borrowed one's settings, objects that stay readable after
+    commit, and sessions that cannot be used again once closed."""
+    if borrowed is None:
+        return async_sessionmaker(bind, expire_on_commit=False, close_resets_only=False)
+    settings = dict(borrowed.kw)
+    settings.update(expire_on_commit=False, close_resets_only=False)
+    return async_sessionmaker(class_=borrowed.class_, **settings)

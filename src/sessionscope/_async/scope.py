@@ -1,0 +1,281 @@
+"""``AsyncSessionScope``: one transactional scope, the heart of the library."""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+
+from .._async_compat import (
+    IS_ASYNC,
+    AsyncSession,
+    AsyncSessionTransaction,
+    current_owner,
+    run_callbacks,
+    run_shielded,
+)
+from ..context import Frame, Level, find_frame, innermost
+from ..errors import ConfigurationError, NoActiveSessionError, TransactionRolledBackError
+from ..options import ScopeOptions
+
+if TYPE_CHECKING:
+    from .manager import AsyncSessionManager
+
+__all__ = ["AsyncSessionScope"]
+
+logger = logging.getLogger("sessionscope")
+
+_JOINED, _SAVEPOINT, _OWN = "joined", "savepoint", "own"
+
+
+class AsyncSessionScope:
+    """A transactional scope: ``async with manager.session_scope() as session:``.
+
+    The outermost scope opens a session and a transaction. On a clean exit it
+    commits (``auto_commit``) and then runs the ``on_commit`` callbacks; when an
+    exception leaves it, it rolls back, runs the ``on_rollback`` callbacks and
+    lets the exception go on. Either way it closes the session, shielded from
+    cancellation, so the connection always returns to the pool.
+
+    A scope opened while another scope of the same manager is active in the
+    same task or thread follows its ``propagation``:
+
+    - ``"required"`` (default) joins: same session, same transaction, no commit
+      at its exit. An exception leaving a joined scope marks the transaction
+      (or the savepoint it runs in) rollback-only: if some code swallows the
+      exception, the scope owning that transaction or savepoint still rolls
+      back at its exit and raises ``TransactionRolledBackError``.
+    - ``"mandatory"`` joins too, but raises ``NoActiveSessionError`` when there
+      is nothing to join.
+    - ``"nested"`` opens a SAVEPOINT in the active transaction (a transaction
+      of its own if there is none). An exception leaving it rolls back to the
+      savepoint only; the enclosing transaction goes on. Callbacks registered
+      in it are dropped with it, or handed to the enclosing level when it is
+      released.
+    - ``"requires_new"`` opens a separate session on its own connection and
+      commits or rolls back on its own: it survives the caller's rollback.
+
+    ``isolation_level`` and ``read_only`` can only be chosen where a
+    transaction starts; asking a joined or nested scope for something its
+    transaction does not have is a ``ConfigurationError``. A scope object is
+    used once: call ``session_scope()`` again for another.
+    """
+
+    __slots__ = ("_frame", "_kind", "_manager", "_options", "_parent", "_savepoint", "_started")
+
+    def __init__(
+        self,
+        manager: AsyncSessionManager,
+        options: ScopeOptions,
+        parent: Frame | None = None,
+    ) -> None:
+        self._manager = manager
+        self._options = options
+        # A frame the caller's session belongs to; None means: look it up on entry.
+        self._parent = parent
+        self._frame: Frame | None = None
+        self._kind = _OWN
+        self._savepoint: AsyncSessionTransaction | None = None
+        self._started = 0.0
+
+    async def __aenter__(self) -> AsyncSession:
+        if self._frame is not None:
+            raise RuntimeError("this scope is already in use; call session_scope() for another")
+        manager = self._manager
+        options = self._options
+        owner = current_owner()
+        parent = self._parent or find_frame(manager, owner)
+        propagation = options.propagation
+        if parent is None or propagation == "requires_new":
+            if propagation == "mandatory":
+                raise NoActiveSessionError(
+                    "propagation='mandatory' needs an active scope of %s in this task or thread"
+                    % manager.name
+                )
+            frame = await self._open_session(owner)
+        else:
+            _check_joinable(parent.level, options)
+            if propagation == "nested":
+                self._kind = _SAVEPOINT
+                self._savepoint = await parent.session.begin_nested()
+                level = Level(
+                    parent.level, IS_ASYNC, parent.level.read_only, parent.level.isolation_level
+                )
+                if manager.monitoring:
+                    manager.monitor.savepoint("opened")
+            else:
+                self._kind = _JOINED
+                level = parent.level
+            frame = Frame(manager, parent.session, level, innermost.get(), owner)
+        self._frame = frame
+        innermost.set(frame)
+        return frame.session
+
+    async def _open_session(self, owner: object) -> Frame:
+        manager = self._manager
+        options = self._options
+        session = manager.sessionmaker()
+        if manager.monitoring:
+            manager.monitor.session_opened()
+            self._started = time.perf_counter()
+        try:
+            if options.isolation_level is not None:
+                await session.connection(
+                    execution_options={"isolation_level": options.isolation_level}
+                )
+            if options.read_only:
+                await session.execute(text(manager.read_only_sql[0]))
+        except BaseException:
+            await run_shielded(self._close(session))
+            raise
+        level = Level(None, IS_ASYNC, options.read_only, options.isolation_level)
+        return Frame(manager, session, level, innermost.get(), owner)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        frame = self._frame
+        assert frame is not None, "__aexit__ without __aenter__"
+        innermost.set(frame.parent)
+        if self._kind is _JOINED:
+            if exc is not None:
+                frame.level.mark_rollback_only(exc)
+        elif self._kind is _SAVEPOINT:
+            await self._exit_savepoint(frame.level, exc)
+        else:
+            await self._exit_own(frame.session, frame.level, exc)
+
+    async def _exit_savepoint(self, level: Level, exc: BaseException | None) -> None:
+        savepoint = self._savepoint
+        assert savepoint is not None and level.parent is not None
+        manager = self._manager
+        if exc is None and not level.rollback_only:
+            try:
+                await savepoint.commit()
+            except BaseException as release_error:
+                await self._rollback_savepoint(savepoint, level, release_error)
+                raise
+            level.hand_up()
+            if manager.monitoring:
+                manager.monitor.savepoint("released")
+            return
+        cause = exc if exc is not None else level.rollback_cause
+        await self._rollback_savepoint(savepoint, level, cause)
+        if exc is None:
+            raise TransactionRolledBackError(
+                "the savepoint was rolled back because an exception left a scope joined to it"
+                " (%r) and was swallowed" % (cause,)
+            ) from cause
+
+    async def _rollback_savepoint(
+        self, savepoint: AsyncSessionTransaction, level: Level, cause: BaseException | None
+    ) -> None:
+        manager = self._manager
+        try:
+            await run_shielded(savepoint.rollback())
+        except BaseException as rollback_error:
+            # The savepoint's work may still be in the transaction: it must not commit.
+            assert level.parent is not None
+            level.parent.mark_rollback_only(rollback_error)
+            if not isinstance(rollback_error, Exception):
+                raise
+            manager.log(logging.ERROR, "rollback to savepoint failed: %r", rollback_error)
+        if manager.monitoring:
+            manager.monitor.savepoint("rolled_back")
+        if cause is not None:
+            manager.log(logging.DEBUG, "rolled back to savepoint because of %r", cause)
+        if level.on_rollback:
+            await run_callbacks(level.on_rollback, logger)
+
+    async def _exit_own(self, session: AsyncSession, level: Level, exc: BaseException | None) -> None:
+        manager = self._manager
+        if exc is None and not level.rollback_only:
+            if self._options.auto_commit or not session.in_transaction():
+                try:
+                    await self._commit(session)
+                except BaseException as commit_error:
+                    await self._rolled_back(session, level, commit_error)
+                    raise
+                await run_shielded(self._close(session))
+                if manager.monitoring:
+                    manager.monitor.transaction_ended(True, time.perf_counter() - self._started)
+                if level.on_commit:
+                    await run_callbacks(level.on_commit, logger)
+                return
+            # auto_commit=False and the body left work uncommitted: discard it.
+            await self._rolled_back(session, level, None)
+            return
+        cause = exc if exc is not None else level.rollback_cause
+        await self._rolled_back(session, level, cause)
+        if exc is None:
+            raise TransactionRolledBackError(
+                "the transaction was rolled back because an exception left a joined scope"
+                " (%r) and was swallowed" % (cause,)
+            ) from cause
+
+    async def _commit(self, session: AsyncSession) -> None:
+        manager = self._manager
+        read_only_off = manager.read_only_sql[1] if self._options.read_only else None
+        if read_only_off is not None:
+            await session.execute(text(read_only_off))
+        await session.commit()
+        manager.log(logging.DEBUG, "committed")
+
+    async def _rolled_back(
+        self, session: AsyncSession, level: Level, cause: BaseException | None
+    ) -> None:
+        """Roll back and close (shielded), then run the on_rollback callbacks."""
+        manager = self._manager
+        if manager.monitoring:
+            manager.monitor.transaction_ended(False, time.perf_counter() - self._started)
+            if cause is not None:
+                manager.monitor.error(cause)
+        if cause is not None:
+            manager.log(logging.INFO, "rolling back because of %r", cause)
+        await run_shielded(self._close(session, rollback=True))
+        if level.on_rollback:
+            await run_callbacks(level.on_rollback, logger)
+
+    async def _close(self, session: AsyncSession, rollback: bool = False) -> None:
+        """Return the connection to the pool whatever happens; never raises an Exception."""
+        manager = self._manager
+        try:
+            if rollback and self._options.read_only and manager.read_only_sql[1] is not None:
+                # The PRAGMA is per connection: undo it, or invalidate the connection.
+                try:
+                    await session.rollback()
+                    await session.execute(text(manager.read_only_sql[1]))
+                except Exception:
+                    await session.invalidate()
+            await session.close()
+        except Exception as close_error:
+            manager.log(logging.ERROR, "closing the session failed: %r", close_error)
+            try:
+                await session.invalidate()
+            except Exception:
+                pass
+        finally:
+            if manager.monitoring:
+                manager.monitor.session_closed()
+            manager.log(logging.DEBUG, "session closed")
+
+
+def _check_joinable(level: Level, options: ScopeOptions) -> None:
+    if options.isolation_level is not None and options.isolation_level != level.isolation_level:
+        raise ConfigurationError(
+            "isolation_level=%r can only be set where a transaction starts; this scope would "
+            "run in the enclosing transaction (isolation_level=%r). Use "
+            "propagation='requires_new' for a transaction of its own."
+            % (options.isolation_level, level.isolation_level)
+        )
+    if options.read_only and not level.read_only:
+        raise ConfigurationError(
+            "read_only=True can only be set where a transaction starts; the enclosing "
+            "transaction is read-write. Use propagation='requires_new' for a read-only one."
+        )

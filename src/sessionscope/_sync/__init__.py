@@ -1,0 +1,10 @@
+# Generated from src/sessionscope/_async/__init__.py
+# by tools/generate_sync.py: do not edit.
+# Edit the file under _async/ and run: python tools/generate_sync.py
+"""The async flavour, hand-written. ``_sync`` is generated from it: edit only here."""
+
+from .default import session_scope, with_session
+from .manager import SessionManager
+from .scope import SessionScope
+
+__all__ = ["SessionManager", "SessionScope", "session_scope", "with_session"]

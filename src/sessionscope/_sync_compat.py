@@ -1,0 +1,85 @@
+"""What differs between the flavours, sync side: the hand-written half of a pair.
+
+Generated ``_sync/`` code imports these where ``_async/`` code imports
+``_async_compat``. Nothing here may import ``sqlalchemy.ext.asyncio``: the sync
+flavour must work with SQLAlchemy installed without greenlet.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+__all__ = [
+    "IS_ASYNC",
+    "Connection",
+    "Engine",
+    "Outcome",
+    "Session",
+    "SessionTransaction",
+    "create_engine",
+    "current_owner",
+    "is_flavour_function",
+    "other_flavour",
+    "run_callbacks",
+    "run_shielded",
+    "sessionmaker",
+    "sleep",
+    "sync_engine_of",
+]
+
+IS_ASYNC = False
+
+_R = TypeVar("_R")
+Outcome = Annotated[_R, "returned as is"]
+"""What calling a decorated function returns: its own result in this flavour."""
+
+sleep = time.sleep
+
+
+def current_owner() -> object:
+    """Sync frames are not tied to a task: whoever holds the context may use them."""
+    return None
+
+
+def sync_engine_of(engine: Engine) -> Engine:
+    return engine
+
+
+def is_flavour_function(fn: Callable[..., Any]) -> bool:
+    return not (
+        inspect.iscoroutinefunction(fn)
+        or inspect.isasyncgenfunction(fn)
+        or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    )
+
+
+def other_flavour(bind: object) -> str | None:
+    """The manager to use instead, if ``bind`` belongs to the async flavour.
+
+    Checked by module name: importing sqlalchemy.ext.asyncio needs greenlet.
+    """
+    for cls in type(bind).__mro__:
+        if cls.__module__.startswith("sqlalchemy.ext.asyncio"):
+            return "AsyncSessionManager"
+    return None
+
+
+def run_shielded(value: _R) -> _R:
+    """Nothing to shield in sync code: the cleanup has already run."""
+    return value
+
+
+def run_callbacks(callbacks: Iterable[Callable[[], Any]], logger: logging.Logger) -> None:
+    """Run on_commit/on_rollback callbacks; one failing does not stop the others."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            logger.exception("sessionscope: callback %r failed", callback)

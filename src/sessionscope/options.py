@@ -1,0 +1,151 @@
+"""Per-call options of ``session_scope(...)`` and ``with_session(...)``, validated once.
+
+Options are checked when the scope object or the decorator is built, never
+later: a typo must fail at the line that made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypedDict
+
+from .config import SessionConfig, check_bool, check_delay, check_retry_attempts
+from .errors import ConfigurationError
+
+__all__ = [
+    "ISOLATION_LEVELS",
+    "PROPAGATIONS",
+    "Propagation",
+    "RetryOptions",
+    "ScopeKwargs",
+    "ScopeOptions",
+    "SessionKwargs",
+    "resolve_retry_options",
+    "resolve_scope_options",
+]
+
+Propagation = Literal["required", "nested", "requires_new", "mandatory"]
+PROPAGATIONS: tuple[Propagation, ...] = ("required", "nested", "requires_new", "mandatory")
+
+# AUTOCOMMIT is left out on purpose: a scope is a transaction.
+ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED", "READ UNCOMMITTED")
+
+
+class ScopeKwargs(TypedDict, total=False):
+    """Keyword options of ``session_scope(...)``."""
+
+    propagation: Propagation
+    read_only: bool
+    isolation_level: str
+    auto_commit: bool
+    auto_rollback: bool
+
+
+class SessionKwargs(ScopeKwargs, total=False):
+    """Keyword options of ``with_session(...)``: those of a scope plus retries."""
+
+    retry_attempts: int
+    retry_delay: float
+    retry_max_delay: float
+    retry_jitter: bool
+    retry_on: Callable[[BaseException], bool | None] | None
+    idempotent: bool
+    fallback: Callable[..., Any] | None
+
+
+_SCOPE_NAMES = frozenset(ScopeKwargs.__annotations__)
+_SESSION_NAMES = frozenset(SessionKwargs.__annotations__) | _SCOPE_NAMES
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScopeOptions:
+    propagation: Propagation
+    read_only: bool
+    isolation_level: str | None
+    auto_commit: bool
+    auto_rollback: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryOptions:
+    attempts: int
+    delay: float
+    max_delay: float
+    jitter: bool
+    retry_on: Callable[[BaseException], bool | None] | None
+    idempotent: bool
+    fallback: Callable[..., Any] | None
+
+
+def _check_names(options: Mapping[str, object], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for {where}; "
+            f"expected some of: {', '.join(sorted(allowed))}"
+        )
+
+
+def normalize_isolation_level(value: object) -> str:
+    if isinstance(value, str):
+        level = " ".join(value.replace("_", " ").upper().split())
+        if level in ISOLATION_LEVELS:
+            return level
+    raise ConfigurationError(
+        f"isolation_level must be one of {', '.join(map(repr, ISOLATION_LEVELS))}, got {value!r}"
+    )
+
+
+def defaults_from(config: SessionConfig) -> ScopeOptions:
+    return ScopeOptions("required", False, None, config.auto_commit, config.auto_rollback)
+
+
+def resolve_scope_options(
+    config: SessionConfig,
+    options: Mapping[str, Any],
+    where: str = "session_scope()",
+    allowed: frozenset[str] = _SCOPE_NAMES,
+) -> ScopeOptions:
+    _check_names(options, allowed, where)
+    propagation = options.get("propagation", "required")
+    if propagation not in PROPAGATIONS:
+        raise ConfigurationError(
+            f"unknown propagation {propagation!r}; expected one of: {', '.join(PROPAGATIONS)}"
+        )
+    isolation_level = options.get("isolation_level")
+    return ScopeOptions(
+        propagation=propagation,
+        read_only=check_bool("read_only", options.get("read_only", False)),
+        isolation_level=None if isolation_level is None else normalize_isolation_level(isolation_level),
+        auto_commit=check_bool("auto_commit", options.get("auto_commit", config.auto_commit)),
+        auto_rollback=check_bool("auto_rollback", options.get("auto_rollback", config.auto_rollback)),
+    )
+
+
+def _check_callable(name: str, value: object) -> Any:
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"{name} must be a callable or None, got {value!r}")
+    return value
+
+
+def resolve_retry_options(config: SessionConfig, options: Mapping[str, Any]) -> RetryOptions:
+    """The retry options of ``with_session``; call after :func:`resolve_scope_options`."""
+    _check_names(options, _SESSION_NAMES, "with_session()")
+    return RetryOptions(
+        attempts=check_retry_attempts(
+            "retry_attempts", options.get("retry_attempts", config.retry_attempts)
+        ),
+        delay=check_delay("retry_delay", options.get("retry_delay", config.retry_delay)),
+        max_delay=check_delay(
+            "retry_max_delay", options.get("retry_max_delay", config.retry_max_delay)
+        ),
+        jitter=check_bool("retry_jitter", options.get("retry_jitter", config.retry_jitter)),
+        retry_on=_check_callable("retry_on", options.get("retry_on")),
+        idempotent=check_bool("idempotent", options.get("idempotent", False)),
+        fallback=_check_callable("fallback", options.get("fallback")),
+    )
+
+
+SESSION_OPTION_NAMES = _SESSION_NAMES
+SCOPE_OPTION_NAMES = _SCOPE_NAMES

@@ -1,0 +1,116 @@
+"""Which database errors are worth retrying: one table, each entry with its source.
+
+Errors are classified by SQLSTATE (PostgreSQL) or result code (SQLite), never
+by the SQLAlchemy exception class: asyncpg surfaces a serialization failure
+as a plain ``DBAPIError`` and psycopg as ``OperationalError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "CONNECTION_SQLSTATES",
+    "NEVER_RETRIED_SQLSTATES",
+    "RETRIED_SQLSTATES",
+    "SQLITE_RETRIED_CODES",
+    "is_connection_error",
+    "is_transient",
+    "sqlstate_of",
+]
+
+# https://www.postgresql.org/docs/15/errcodes-appendix.html
+RETRIED_SQLSTATES: Mapping[str, str] = {
+    "40001": "serialization_failure: the transaction can succeed if re-run (PostgreSQL §13.2)",
+    "40P01": "deadlock_detected: one victim is aborted, a re-run can succeed (PostgreSQL §13.3.4)",
+}
+
+# Connection lost or refused: safe to retry only if COMMIT was not sent.
+CONNECTION_SQLSTATES: Mapping[str, str] = {
+    "08000": "connection_exception",
+    "08001": "sqlclient_unable_to_establish_sqlconnection",
+    "08003": "connection_does_not_exist",
+    "08004": "sqlserver_rejected_establishment_of_sqlconnection",
+    "08006": "connection_failure",
+    "08007": "transaction_resolution_unknown",
+    "57P01": "admin_shutdown (server stopped or backend terminated)",
+    "57P02": "crash_shutdown",
+    "57P03": "cannot_connect_now (server starting up)",
+    "53300": "too_many_connections",
+}
+
+NEVER_RETRIED_SQLSTATES: Mapping[str, str] = {
+    "57014": "query_canceled / statement_timeout: re-running would time out again",
+    "25P02": "in_failed_sql_transaction: a symptom, the cause was earlier",
+}
+
+# https://www.sqlite.org/rescode.html: the primary code is the low byte of the
+# extended code (517 SQLITE_BUSY_SNAPSHOT & 0xff == 5 SQLITE_BUSY).
+SQLITE_RETRIED_CODES: Mapping[int, str] = {
+    5: "SQLITE_BUSY: another connection holds a conflicting lock",
+    6: "SQLITE_LOCKED: a conflict within the same connection or shared cache",
+}
+
+
+def _driver_errors(exc: BaseException) -> list[BaseException]:
+    """The exception and the driver exceptions behind it, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8 and current not in chain:
+        chain.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return chain
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE carried by ``exc`` or the driver error behind it, if any."""
+    for error in _driver_errors(exc):
+        for attribute in ("sqlstate", "pgcode"):
+            code = getattr(error, attribute, None)
+            if isinstance(code, str) and len(code) == 5:
+                return code
+    return None
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    for error in _driver_errors(exc):
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF
+    return None
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """The connection was lost, refused or invalidated."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    code = sqlstate_of(exc)
+    if code is not None:
+        return code in CONNECTION_SQLSTATES or code.startswith("08")
+    for error in _driver_errors(exc):
+        # Timeouts (TimeoutError, asyncio's included) are deliberately not here.
+        if isinstance(error, ConnectionError):
+            return True
+    return False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether re-running the whole transaction may succeed where this attempt failed.
+
+    True for serialization failures, deadlocks, SQLite BUSY/LOCKED and lost or
+    refused connections. A lost connection while COMMIT was in flight is a
+    different matter (the outcome is unknown); callers track that phase.
+    """
+    if not isinstance(exc, Exception):
+        return False  # cancellation, KeyboardInterrupt, SystemExit: never
+    code = sqlstate_of(exc)
+    if code is not None:
+        if code in NEVER_RETRIED_SQLSTATES:
+            return False
+        if code in RETRIED_SQLSTATES:
+            return True
+    sqlite_code = _sqlite_code(exc)
+    if sqlite_code is not None:
+        return sqlite_code in SQLITE_RETRIED_CODES
+    return is_connection_error(exc)

@@ -1,0 +1,52 @@
+"""Fixtures of the flavour under test: the backend matrix and a manager per test.
+
+After every test the manager must have no connection checked out and the
+database no backend left idle in a transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sessionscope import SessionConfig
+from sessionscope._async import AsyncSessionManager
+from sessionscope._async_compat import IS_ASYNC
+from sessionscope.context import reset_default_managers
+from tests.support import Database
+
+BACKENDS = ("sqlite", "psycopg", "asyncpg") if IS_ASYNC else ("sqlite", "psycopg")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
+    pg_server = None if backend == "sqlite" else request.getfixturevalue("pg_server")
+    database = Database(backend, IS_ASYNC, tmp_path, pg_server)
+    database.reset_schema()
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def config() -> SessionConfig:
+    return SessionConfig(log_level="DEBUG")
+
+
+@pytest.fixture
+async def manager(database: Database, config: SessionConfig) -> AsyncIterator[AsyncSessionManager]:
+    manager = AsyncSessionManager(database.url, config=config)
+    yield manager
+    try:
+        assert manager.engine.pool.checkedout() == 0, "a connection was left checked out"  # type: ignore[attr-defined]
+        assert database.idle_in_transaction() == 0, "a backend was left idle in transaction"
+    finally:
+        await manager.dispose()
+        reset_default_managers()

@@ -1,0 +1,3 @@
+# Generated from tests/_async/__init__.py
+# by tools/generate_sync.py: do not edit.
+# Edit the file under _async/ and run: python tools/generate_sync.py

@@ -1,0 +1,169 @@
+# Generated from tests/_async/test_manager.py
+# by tools/generate_sync.py: do not edit.
+# Edit the file under _async/ and run: python tools/generate_sync.py
+"""Managers: what they can be bound to, what they own, and the errors for bad binds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from sessionscope import ConfigurationError, SessionConfig
+from sessionscope._sync import SessionManager
+from sessionscope._sync_compat import (
+    IS_ASYNC,
+    Session,
+    create_engine,
+    sessionmaker,
+)
+from tests.models import User
+from tests.support import ASYNC_DRIVER, SYNC_DRIVER, Database, engine_of_the_other_flavour
+
+
+class Boom(Exception):
+    pass
+
+
+def test_a_manager_made_from_a_url_disposes_its_engine(database: Database) -> None:
+    with SessionManager(database.url, pool_size=2) as manager:
+        with manager.session_scope() as session:
+            session.add(User(name="ada"))
+        assert manager.monitor.pool_status()["size"] == 2
+    assert database.names() == ["ada"]
+    assert manager.engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+
+
+def test_a_borrowed_engine_is_never_disposed(database: Database) -> None:
+    engine = create_engine(database.url)
+    try:
+        manager = SessionManager(engine)
+        with manager.session_scope() as session:
+            session.add(User(name="ada"))
+        manager.dispose()
+        with engine.connect() as connection:  # still usable, pool intact
+            assert (connection.execute(select(User.name))).scalars().all() == ["ada"]
+    finally:
+        engine.dispose()
+
+
+def test_a_borrowed_sessionmaker_keeps_its_settings_and_is_not_changed(
+    database: Database,
+) -> None:
+    class AppSession(Session):
+        pass
+
+    engine = create_engine(database.url)
+    session_local = sessionmaker(engine, class_=AppSession, info={"app": "mine"})
+    try:
+        manager = SessionManager(session_local)
+        with manager.session_scope() as session:
+            assert isinstance(session, AppSession)
+            assert session.info["app"] == "mine"
+            user = User(name="ada")
+            session.add(user)
+        assert user.name == "ada"  # not expired on commit
+        assert session_local.kw["expire_on_commit"] is True  # the app's maker is untouched
+        # Savepoints are real on the borrowed engine too.
+        with pytest.raises(Boom):
+            with manager.session_scope() as session:
+                with manager.session_scope(propagation="nested") as inner:
+                    inner.add(User(name="bob"))
+                raise Boom
+        assert database.names() == ["ada"]
+        manager.dispose()
+    finally:
+        engine.dispose()
+
+
+def test_a_sessionmaker_without_an_engine_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="bind"):
+        SessionManager(sessionmaker())
+
+
+def test_a_bind_of_the_other_flavour_is_refused(database: Database) -> None:
+    other = engine_of_the_other_flavour(database, IS_ASYNC)
+    expected = "use SessionManager" if IS_ASYNC else "use AsyncSessionManager"
+    with pytest.raises(ConfigurationError, match=expected):
+        SessionManager(other)
+
+
+def test_a_url_with_a_driver_of_the_other_flavour_is_refused(tmp_path: Path) -> None:
+    urls = (
+        ["sqlite:///%s" % (tmp_path / "x.db")]
+        if IS_ASYNC
+        else ["sqlite+aiosqlite:///%s" % (tmp_path / "x.db"), "postgresql+asyncpg://u@h/db"]
+    )
+    for url in urls:
+        with pytest.raises(ConfigurationError, match="driver"):
+            SessionManager(url)
+
+
+@pytest.mark.parametrize(
+    ("bind", "named"),
+    [(42, "42"), ("not a url", "not a url"), ("nosuchdb://x", "nosuchdb")],
+)
+def test_bad_binds_are_refused(bind: object, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        SessionManager(bind)  # type: ignore[arg-type]
+
+
+def test_engine_options_need_a_url(database: Database) -> None:
+    engine = create_engine(database.url)
+    try:
+        with pytest.raises(ConfigurationError, match="pool_size"):
+            SessionManager(engine, pool_size=3)
+    finally:
+        engine.dispose()
+
+
+def test_unknown_engine_options_are_named(database: Database) -> None:
+    with pytest.raises(ConfigurationError, match="pool_sise"):
+        SessionManager(database.url, pool_sise=3)
+
+
+def test_config_must_be_a_session_config(database: Database) -> None:
+    with pytest.raises(ConfigurationError, match="SessionConfig"):
+        SessionManager(database.url, config={"auto_commit": False})  # type: ignore[arg-type]
+
+
+def test_the_config_sets_the_defaults_of_every_scope(database: Database) -> None:
+    with SessionManager(database.url, config=SessionConfig(auto_commit=False)) as manager:
+        with manager.session_scope() as session:
+            session.add(User(name="ada"))
+        with manager.session_scope(auto_commit=True) as session:
+            session.add(User(name="bob"))
+    assert database.names() == ["bob"]
+
+
+def test_unknown_scope_options_are_named(manager: SessionManager) -> None:
+    with pytest.raises(ConfigurationError, match="propogation"):
+        manager.session_scope(propogation="nested")  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match="sometimes"):
+        manager.session_scope(propagation="sometimes")  # type: ignore[arg-type]
+
+
+def test_get_db_commits_or_rolls_back(manager: SessionManager, database: Database) -> None:
+    dependency = manager.get_db()
+    session = dependency.__next__()
+    session.add(User(name="ada"))
+    with pytest.raises(StopIteration):
+        dependency.__next__()
+    assert database.names() == ["ada"]
+
+    dependency = manager.get_db()
+    session = dependency.__next__()
+    session.add(User(name="bob"))
+    with pytest.raises(Boom):
+        dependency.throw(Boom())
+    assert database.names() == ["ada"]
+
+
+def test_the_name_and_snapshot_never_show_the_password() -> None:
+    driver = ASYNC_DRIVER["asyncpg"] if IS_ASYNC else SYNC_DRIVER["psycopg"]
+    with SessionManager(driver + "://app:s3cret-pw@127.0.0.1:1/db") as manager:
+        assert "s3cret-pw" not in manager.name
+        assert "s3cret-pw" not in repr(manager)
+        assert "s3cret-pw" not in json.dumps(manager.monitor.snapshot())

@@ -1,0 +1,83 @@
+"""Flavour-free test support: the database under test and an independent observer.
+
+The observer reads the database through its own plain sync engine (NullPool,
+so it never keeps a connection), never through the code under test: what it
+sees is what was really committed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.pool import NullPool
+
+from tests.models import Base, User
+
+SYNC_DRIVER = {"sqlite": "sqlite", "psycopg": "postgresql+psycopg", "asyncpg": "postgresql+psycopg"}
+ASYNC_DRIVER = {
+    "sqlite": "sqlite+aiosqlite",
+    "psycopg": "postgresql+psycopg",
+    "asyncpg": "postgresql+asyncpg",
+}
+
+
+class Database:
+    """One test's database: where it lives and what is really in it."""
+
+    def __init__(self, backend: str, is_async: bool, tmp_path: Path, pg_server: Any) -> None:
+        self.backend = backend
+        self.is_postgres = pg_server is not None
+        self.pg_server = pg_server
+        drivers = ASYNC_DRIVER if is_async else SYNC_DRIVER
+        if pg_server is None:
+            location = "/%s" % (tmp_path / "test.db")
+            self.url = drivers[backend] + "://" + location
+            self.observer_url = "sqlite://" + location
+        else:
+            rest = pg_server.url("psycopg").split("://", 1)[1]
+            self.url = drivers[backend] + "://" + rest
+            self.observer_url = "postgresql+psycopg://" + rest
+        self.observer: Engine = create_engine(self.observer_url, poolclass=NullPool)
+
+    def reset_schema(self) -> None:
+        with self.observer.begin() as connection:
+            Base.metadata.drop_all(connection)
+            Base.metadata.create_all(connection)
+
+    def count(self, table: Any = User) -> int:
+        with self.observer.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+    def names(self) -> list[str]:
+        with self.observer.connect() as connection:
+            return sorted(connection.execute(select(User.name)).scalars())
+
+    def scalar(self, sql: str) -> Any:
+        with self.observer.connect() as connection:
+            return connection.execute(text(sql)).scalar()
+
+    def idle_in_transaction(self) -> int:
+        return 0 if self.pg_server is None else int(self.pg_server.idle_in_transaction_count())
+
+    def close(self) -> None:
+        self.observer.dispose()
+
+
+def plain_function(session: Any) -> None:
+    """A sync function: the wrong flavour for the async decorator."""
+
+
+async def coroutine_function(session: Any) -> None:
+    """A coroutine function: the wrong flavour for the sync decorator."""
+
+
+def engine_of_the_other_flavour(database: Database, is_async: bool) -> Any:
+    """An engine on the same database, of the flavour the code under test is not."""
+    rest = "://" + database.url.split("://", 1)[1]
+    if is_async:
+        return create_engine(SYNC_DRIVER[database.backend] + rest)
+    from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+
+    return sqlalchemy_asyncio.create_async_engine(ASYNC_DRIVER[database.backend] + rest)
