@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -73,14 +73,14 @@ def other_flavour(bind: object) -> str | None:
     return None
 
 
-async def run_shielded(awaitable: Awaitable[_R]) -> _R:
+async def run_shielded(cleanup: Callable[..., Coroutine[Any, Any, _R]], *args: Any) -> _R:
     """Await cleanup to its end even if this task is cancelled meanwhile.
 
     The cleanup runs as its own task; a cancellation of the caller is held
     back until the cleanup has finished, then re-raised, so asyncio.timeout()
     and TaskGroup still see it and the connection still goes back to the pool.
     """
-    task = asyncio.ensure_future(awaitable)
+    task = asyncio.ensure_future(cleanup(*args))
     cancelled = False
     while True:
         try:

@@ -1,18 +1,24 @@
-"""Real SAVEPOINTs on SQLite with the ``sqlite3`` and ``aiosqlite`` drivers.
+"""SQLite fixes every manager applies to its engine, borrowed ones included.
 
-In its legacy transaction mode (the default before Python 3.16) ``sqlite3``
+Real SAVEPOINTs with the ``sqlite3`` and ``aiosqlite`` drivers: in its legacy transaction mode (the default before Python 3.16) ``sqlite3``
 emits BEGIN only before DML, never before SAVEPOINT: a released savepoint's
 rows then survive the rollback of the enclosing transaction. SQLAlchemy's
 documented recipe turns the driver's own BEGIN off (``isolation_level = None``)
-and emits BEGIN itself from the ``begin`` event; it is applied here to every
-SQLite engine a manager uses, borrowed ones included.
+and emits BEGIN itself from the ``begin`` event.
+
+Cancellation with ``aiosqlite``: a cancelled statement keeps running in the
+driver's worker thread, holding the database lock, and SQLAlchemy's cleanup
+(closing the connection) queues up behind it. Interrupting the statement when
+SQLAlchemy handles the cancellation lets the cleanup, and the next writer, go
+on at once.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import ExceptionContext
 
-__all__ = ["ensure_real_savepoints"]
+__all__ = ["prepare_sqlite"]
 
 _DRIVERS = frozenset({"pysqlite", "aiosqlite"})
 
@@ -32,9 +38,24 @@ def _emit_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN")
 
 
-def ensure_real_savepoints(engine: Engine) -> None:
-    """Install the BEGIN recipe on a (sync) SQLite engine, once."""
+def _interrupt_cancelled_statement(context: ExceptionContext) -> None:
+    if isinstance(context.original_exception, Exception) or context.connection is None:
+        return  # an ordinary error: the statement has already ended
+    driver_connection = context.connection.connection.driver_connection
+    # aiosqlite keeps the sqlite3 connection in ``_conn``; sqlite3's interrupt()
+    # is documented as safe to call from any thread.
+    raw = getattr(driver_connection, "_conn", None)
+    if raw is not None:
+        raw.interrupt()
+
+
+def prepare_sqlite(engine: Engine) -> None:
+    """Install the fixes above on a (sync) SQLite engine, once."""
     if engine.dialect.name != "sqlite" or engine.dialect.driver not in _DRIVERS:
         return
     if not event.contains(engine, "begin", _emit_begin):
         event.listen(engine, "begin", _emit_begin)
+    if engine.dialect.driver == "aiosqlite" and not event.contains(
+        engine, "handle_error", _interrupt_cancelled_statement
+    ):
+        event.listen(engine, "handle_error", _interrupt_cancelled_statement)

@@ -71,9 +71,9 @@ def other_flavour(bind: object) -> str | None:
     return None
 
 
-def run_shielded(value: _R) -> _R:
-    """Nothing to shield in sync code: the cleanup has already run."""
-    return value
+def run_shielded(cleanup: Callable[..., _R], *args: Any) -> _R:
+    """Nothing can interrupt sync cleanup half-way the way cancellation does: just run it."""
+    return cleanup(*args)
 
 
 def run_callbacks(callbacks: Iterable[Callable[[], Any]], logger: logging.Logger) -> None:

@@ -50,9 +50,7 @@ def check_delay(name: str, value: object) -> float:
 
 def _check_log_level(value: object) -> str:
     if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
-        raise ConfigurationError(
-            f"log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}"
-        )
+        raise ConfigurationError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
     return value.upper()
 
 
@@ -114,7 +112,9 @@ class SessionConfig:
         try:
             return cls(**values)
         except ConfigurationError as exc:
-            raise ConfigurationError(f"{exc} (read from the environment, prefix {prefix!r})") from None
+            raise ConfigurationError(
+                f"{exc} (read from the environment, prefix {prefix!r})"
+            ) from None
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(SessionConfig))

@@ -177,7 +177,8 @@ def _register(kind: str, callback: Callback) -> Level:
         raise NoActiveSessionError(f"{kind}() needs an active session scope in this task or thread")
     level = frame.level
     if not level.is_async and (
-        inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+        inspect.iscoroutinefunction(callback)
+        or inspect.iscoroutinefunction(
             getattr(callback, "__call__", None)  # noqa: B004 - a callable object's coroutine method
         )
     ):
@@ -224,7 +225,8 @@ def set_default_manager(manager: Any) -> None:
     is_async = getattr(manager, "is_async", None)
     if not isinstance(is_async, bool):
         raise ConfigurationError(
-            f"set_default_manager() takes a SessionManager or an AsyncSessionManager, got {manager!r}"
+            "set_default_manager() takes a SessionManager or an AsyncSessionManager, "
+            f"got {manager!r}"
         )
     _defaults[is_async] = manager
 

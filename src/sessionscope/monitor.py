@@ -81,11 +81,13 @@ class SessionMonitor:
             read = getattr(pool, method, None)
             return int(read()) if callable(read) else None
 
+        overflow = figure("overflow")
         return {
             "size": figure("size"),
             "checked_in": figure("checkedin"),
             "checked_out": figure("checkedout"),
-            "overflow": figure("overflow"),
+            # QueuePool counts from -size until the pool is full; overflow starts above it.
+            "overflow": None if overflow is None else max(0, overflow),
         }
 
     def snapshot(self) -> dict[str, Any]:

@@ -117,9 +117,13 @@ def resolve_scope_options(
     return ScopeOptions(
         propagation=propagation,
         read_only=check_bool("read_only", options.get("read_only", False)),
-        isolation_level=None if isolation_level is None else normalize_isolation_level(isolation_level),
+        isolation_level=None
+        if isolation_level is None
+        else normalize_isolation_level(isolation_level),
         auto_commit=check_bool("auto_commit", options.get("auto_commit", config.auto_commit)),
-        auto_rollback=check_bool("auto_rollback", options.get("auto_rollback", config.auto_rollback)),
+        auto_rollback=check_bool(
+            "auto_rollback", options.get("auto_rollback", config.auto_rollback)
+        ),
     )
 
 

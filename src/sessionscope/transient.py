@@ -88,11 +88,8 @@ def is_connection_error(exc: BaseException) -> bool:
     code = sqlstate_of(exc)
     if code is not None:
         return code in CONNECTION_SQLSTATES or code.startswith("08")
-    for error in _driver_errors(exc):
-        # Timeouts (TimeoutError, asyncio's included) are deliberately not here.
-        if isinstance(error, ConnectionError):
-            return True
-    return False
+    # Timeouts (TimeoutError, asyncio's included) are deliberately not here.
+    return any(isinstance(error, ConnectionError) for error in _driver_errors(exc))
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -72,7 +72,7 @@ async def test_a_released_savepoint_rolls_back_with_its_transaction(
     manager: AsyncSessionManager, database: Database
 ) -> None:
     with pytest.raises(Boom):
-        async with manager.session_scope() as outer:
+        async with manager.session_scope():
             async with manager.session_scope(propagation="nested") as inner:
                 inner.add(User(name="bob"))
             raise Boom
@@ -85,7 +85,7 @@ async def test_nested_savepoint_survives_a_failed_statement(
     async with manager.session_scope() as outer:
         outer.add(User(name="ada"))
         await outer.flush()
-        with pytest.raises(Exception, match="(?i)unique"):
+        with pytest.raises(Exception, match=r"(?i)unique"):
             async with manager.session_scope(propagation="nested") as inner:
                 inner.add(User(name="ada"))
                 await inner.flush()

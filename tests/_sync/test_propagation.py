@@ -75,7 +75,7 @@ def test_a_released_savepoint_rolls_back_with_its_transaction(
     manager: SessionManager, database: Database
 ) -> None:
     with pytest.raises(Boom):
-        with manager.session_scope() as outer:
+        with manager.session_scope():
             with manager.session_scope(propagation="nested") as inner:
                 inner.add(User(name="bob"))
             raise Boom
@@ -88,7 +88,7 @@ def test_nested_savepoint_survives_a_failed_statement(
     with manager.session_scope() as outer:
         outer.add(User(name="ada"))
         outer.flush()
-        with pytest.raises(Exception, match="(?i)unique"):
+        with pytest.raises(Exception, match=r"(?i)unique"):
             with manager.session_scope(propagation="nested") as inner:
                 inner.add(User(name="ada"))
                 inner.flush()

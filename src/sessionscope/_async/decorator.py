@@ -51,12 +51,14 @@ def session_function(
     # The scope options for the manager of the last call, as one tuple so that
     # threads replacing it never see a half-updated pair.
     cached: tuple[object, ScopeOptions | None] = (None, None)
+    if manager is not None:
+        cached = (manager, manager.resolve_options(scope_names, "with_session()"))
 
     def scope_options(current: AsyncSessionManager) -> ScopeOptions:
         nonlocal cached
         owner, options = cached
         if owner is not current or options is None:
-            options = resolve_scope_options(current.config, scope_names, "with_session()")
+            options = current.resolve_options(scope_names, "with_session()")
             cached = (current, options)
         return options
 
@@ -96,9 +98,14 @@ def _session_parameter(fn: Callable[..., Any]) -> tuple[inspect.Signature, str]:
     except (NameError, TypeError, SyntaxError):
         signature = inspect.signature(fn)
     parameters = list(signature.parameters.values())
-    if not parameters or parameters[0].kind not in _POSITIONAL or parameters[0].name in (
-        "self",
-        "cls",
+    if (
+        not parameters
+        or parameters[0].kind not in _POSITIONAL
+        or parameters[0].name
+        in (
+            "self",
+            "cls",
+        )
     ):
         first = parameters[0] if parameters else "no parameters at all"
         raise TypeError(
@@ -109,9 +116,7 @@ def _session_parameter(fn: Callable[..., Any]) -> tuple[inspect.Signature, str]:
     if (
         annotation is not inspect.Parameter.empty
         and isinstance(annotation, type)
-        and not (
-            issubclass(annotation, AsyncSession) or issubclass(AsyncSession, annotation)
-        )
+        and not (issubclass(annotation, AsyncSession) or issubclass(AsyncSession, annotation))
     ):
         raise TypeError(
             "%s: its first parameter %r is annotated %s, which cannot take a %s"

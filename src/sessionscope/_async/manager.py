@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack, overload
 
@@ -20,11 +20,17 @@ from .._async_compat import (
     other_flavour,
     sync_engine_of,
 )
-from .._sqlite import ensure_real_savepoints
+from .._sqlite import prepare_sqlite
 from ..config import SessionConfig
 from ..errors import ConfigurationError
 from ..monitor import SessionMonitor
-from ..options import ScopeKwargs, SessionKwargs, defaults_from, resolve_scope_options
+from ..options import (
+    ScopeKwargs,
+    ScopeOptions,
+    SessionKwargs,
+    defaults_from,
+    resolve_scope_options,
+)
 from .decorator import session_function
 from .scope import AsyncSessionScope
 
@@ -36,7 +42,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # How a transaction is made read-only, and undone, per dialect (None: nothing to undo).
-_READ_ONLY_SQL: dict[str, tuple[str, str | None]] = {
+_READ_ONLY_SQL: dict[str, tuple[str, str | None]] = {  # dialect: (make read-only, undo)
     "postgresql": ("SET TRANSACTION READ ONLY", None),
     "sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
 }
@@ -72,8 +78,9 @@ class AsyncSessionManager:
         self.sessionmaker = maker
         self.name = engine.url.render_as_string(hide_password=True)
         sync_engine = sync_engine_of(engine)
-        ensure_real_savepoints(sync_engine)
-        self.read_only_sql = _READ_ONLY_SQL.get(engine.dialect.name)
+        prepare_sqlite(sync_engine)
+        # How a transaction is made read-only here, and how that is undone (None: no need).
+        self.read_only_on, self.read_only_off = _READ_ONLY_SQL.get(engine.dialect.name, ("", None))
         self.monitoring = config.enable_monitoring
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
         self._log_level = config.log_level_number
@@ -91,13 +98,19 @@ class AsyncSessionManager:
         """A transactional scope; see :class:`AsyncSessionScope` for the nesting rules."""
         if not options:
             return AsyncSessionScope(self, self._default_options)
-        resolved = resolve_scope_options(self.config, options)
-        if resolved.read_only and self.read_only_sql is None:
+        return AsyncSessionScope(self, self.resolve_options(options))
+
+    def resolve_options(
+        self, options: Mapping[str, Any], where: str = "session_scope()"
+    ) -> ScopeOptions:
+        """Scope options over this manager's config, checked against its database."""
+        resolved = resolve_scope_options(self.config, options, where)
+        if resolved.read_only and not self.read_only_on:
             raise ConfigurationError(
                 "read_only=True is supported on PostgreSQL and SQLite, not on %r"
                 % self.engine.dialect.name
             )
-        return AsyncSessionScope(self, resolved)
+        return resolved
 
     @overload
     def with_session(
@@ -156,8 +169,9 @@ def _resolve_bind(
         raise ConfigurationError(
             "%s belongs to the other flavour: use %s for it" % (type(bind).__name__, instead)
         )
-    expected = (
-        "a database URL, an %s or an %s" % (AsyncEngine.__name__, async_sessionmaker.__name__)
+    expected = "a database URL, an %s or an %s" % (
+        AsyncEngine.__name__,
+        async_sessionmaker.__name__,
     )
     if isinstance(bind, str | URL):
         engine = _create_engine(bind, engine_options)
@@ -172,13 +186,13 @@ def _resolve_bind(
         _check_driver(engine)
         return engine, _own_sessionmaker(None, engine), False
     if isinstance(bind, async_sessionmaker):
-        engine = bind.kw.get("bind")
-        if not isinstance(engine, AsyncEngine):
+        maker_bind = bind.kw.get("bind")
+        if not isinstance(maker_bind, AsyncEngine):
             raise ConfigurationError(
                 "the %s has no %s bind (bind=%r); configure it with one"
-                % (async_sessionmaker.__name__, AsyncEngine.__name__, engine)
+                % (async_sessionmaker.__name__, AsyncEngine.__name__, maker_bind)
             )
-        return engine, _own_sessionmaker(bind, engine), False
+        return maker_bind, _own_sessionmaker(bind, maker_bind), False
     raise ConfigurationError("bind must be %s, got %r" % (expected, bind))
 
 

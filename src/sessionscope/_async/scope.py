@@ -112,7 +112,8 @@ class AsyncSessionScope:
             frame = Frame(manager, parent.session, level, innermost.get(), owner)
         self._frame = frame
         innermost.set(frame)
-        return frame.session
+        session: AsyncSession = frame.session
+        return session
 
     async def _open_session(self, owner: object) -> Frame:
         manager = self._manager
@@ -127,9 +128,9 @@ class AsyncSessionScope:
                     execution_options={"isolation_level": options.isolation_level}
                 )
             if options.read_only:
-                await session.execute(text(manager.read_only_sql[0]))
+                await session.execute(text(manager.read_only_on))
         except BaseException:
-            await run_shielded(self._close(session))
+            await run_shielded(self._close, session)
             raise
         level = Level(None, IS_ASYNC, options.read_only, options.isolation_level)
         return Frame(manager, session, level, innermost.get(), owner)
@@ -178,7 +179,7 @@ class AsyncSessionScope:
     ) -> None:
         manager = self._manager
         try:
-            await run_shielded(savepoint.rollback())
+            await run_shielded(savepoint.rollback)
         except BaseException as rollback_error:
             # The savepoint's work may still be in the transaction: it must not commit.
             assert level.parent is not None
@@ -193,7 +194,9 @@ class AsyncSessionScope:
         if level.on_rollback:
             await run_callbacks(level.on_rollback, logger)
 
-    async def _exit_own(self, session: AsyncSession, level: Level, exc: BaseException | None) -> None:
+    async def _exit_own(
+        self, session: AsyncSession, level: Level, exc: BaseException | None
+    ) -> None:
         manager = self._manager
         if exc is None and not level.rollback_only:
             if self._options.auto_commit or not session.in_transaction():
@@ -202,7 +205,7 @@ class AsyncSessionScope:
                 except BaseException as commit_error:
                     await self._rolled_back(session, level, commit_error)
                     raise
-                await run_shielded(self._close(session))
+                await run_shielded(self._close, session)
                 if manager.monitoring:
                     manager.monitor.transaction_ended(True, time.perf_counter() - self._started)
                 if level.on_commit:
@@ -221,9 +224,8 @@ class AsyncSessionScope:
 
     async def _commit(self, session: AsyncSession) -> None:
         manager = self._manager
-        read_only_off = manager.read_only_sql[1] if self._options.read_only else None
-        if read_only_off is not None:
-            await session.execute(text(read_only_off))
+        if self._options.read_only and manager.read_only_off is not None:
+            await session.execute(text(manager.read_only_off))
         await session.commit()
         manager.log(logging.DEBUG, "committed")
 
@@ -238,7 +240,7 @@ class AsyncSessionScope:
                 manager.monitor.error(cause)
         if cause is not None:
             manager.log(logging.INFO, "rolling back because of %r", cause)
-        await run_shielded(self._close(session, rollback=True))
+        await run_shielded(self._close, session, True)
         if level.on_rollback:
             await run_callbacks(level.on_rollback, logger)
 
@@ -246,11 +248,11 @@ class AsyncSessionScope:
         """Return the connection to the pool whatever happens; never raises an Exception."""
         manager = self._manager
         try:
-            if rollback and self._options.read_only and manager.read_only_sql[1] is not None:
+            if rollback and self._options.read_only and manager.read_only_off is not None:
                 # The PRAGMA is per connection: undo it, or invalidate the connection.
                 try:
                     await session.rollback()
-                    await session.execute(text(manager.read_only_sql[1]))
+                    await session.execute(text(manager.read_only_off))
                 except Exception:
                     await session.invalidate()
             await session.close()

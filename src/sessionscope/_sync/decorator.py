@@ -54,12 +54,14 @@ def session_function(
     # The scope options for the manager of the last call, as one tuple so that
     # threads replacing it never see a half-updated pair.
     cached: tuple[object, ScopeOptions | None] = (None, None)
+    if manager is not None:
+        cached = (manager, manager.resolve_options(scope_names, "with_session()"))
 
     def scope_options(current: SessionManager) -> ScopeOptions:
         nonlocal cached
         owner, options = cached
         if owner is not current or options is None:
-            options = resolve_scope_options(current.config, scope_names, "with_session()")
+            options = current.resolve_options(scope_names, "with_session()")
             cached = (current, options)
         return options
 

@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack, overload
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError
 
-from .._sqlite import ensure_real_savepoints
+from .._sqlite import prepare_sqlite
 from .._sync_compat import (
     IS_ASYNC,
     Engine,
@@ -27,7 +27,13 @@ from .._sync_compat import (
 from ..config import SessionConfig
 from ..errors import ConfigurationError
 from ..monitor import SessionMonitor
-from ..options import ScopeKwargs, SessionKwargs, defaults_from, resolve_scope_options
+from ..options import (
+    ScopeKwargs,
+    ScopeOptions,
+    SessionKwargs,
+    defaults_from,
+    resolve_scope_options,
+)
 from .decorator import session_function
 from .scope import SessionScope
 
@@ -39,7 +45,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # How a transaction is made read-only, and undone, per dialect (None: nothing to undo).
-_READ_ONLY_SQL: dict[str, tuple[str, str | None]] = {
+_READ_ONLY_SQL: dict[str, tuple[str, str | None]] = {  # dialect: (make read-only, undo)
     "postgresql": ("SET TRANSACTION READ ONLY", None),
     "sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
 }
@@ -75,8 +81,9 @@ class SessionManager:
         self.sessionmaker = maker
         self.name = engine.url.render_as_string(hide_password=True)
         sync_engine = sync_engine_of(engine)
-        ensure_real_savepoints(sync_engine)
-        self.read_only_sql = _READ_ONLY_SQL.get(engine.dialect.name)
+        prepare_sqlite(sync_engine)
+        # How a transaction is made read-only here, and how that is undone (None: no need).
+        self.read_only_on, self.read_only_off = _READ_ONLY_SQL.get(engine.dialect.name, ("", None))
         self.monitoring = config.enable_monitoring
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
         self._log_level = config.log_level_number
@@ -94,13 +101,19 @@ class SessionManager:
         """A transactional scope; see :class:`AsyncSessionScope` for the nesting rules."""
         if not options:
             return SessionScope(self, self._default_options)
-        resolved = resolve_scope_options(self.config, options)
-        if resolved.read_only and self.read_only_sql is None:
+        return SessionScope(self, self.resolve_options(options))
+
+    def resolve_options(
+        self, options: Mapping[str, Any], where: str = "session_scope()"
+    ) -> ScopeOptions:
+        """Scope options over this manager's config, checked against its database."""
+        resolved = resolve_scope_options(self.config, options, where)
+        if resolved.read_only and not self.read_only_on:
             raise ConfigurationError(
                 "read_only=True is supported on PostgreSQL and SQLite, not on %r"
                 % self.engine.dialect.name
             )
-        return SessionScope(self, resolved)
+        return resolved
 
     @overload
     def with_session(
@@ -157,7 +170,10 @@ def _resolve_bind(
         raise ConfigurationError(
             "%s belongs to the other flavour: use %s for it" % (type(bind).__name__, instead)
         )
-    expected = "a database URL, an %s or an %s" % (Engine.__name__, sessionmaker.__name__)
+    expected = "a database URL, an %s or an %s" % (
+        Engine.__name__,
+        sessionmaker.__name__,
+    )
     if isinstance(bind, str | URL):
         engine = _create_engine(bind, engine_options)
         return engine, _own_sessionmaker(None, engine), True
@@ -171,13 +187,13 @@ def _resolve_bind(
         _check_driver(engine)
         return engine, _own_sessionmaker(None, engine), False
     if isinstance(bind, sessionmaker):
-        engine = bind.kw.get("bind")
-        if not isinstance(engine, Engine):
+        maker_bind = bind.kw.get("bind")
+        if not isinstance(maker_bind, Engine):
             raise ConfigurationError(
                 "the %s has no %s bind (bind=%r); configure it with one"
-                % (sessionmaker.__name__, Engine.__name__, engine)
+                % (sessionmaker.__name__, Engine.__name__, maker_bind)
             )
-        return engine, _own_sessionmaker(bind, engine), False
+        return maker_bind, _own_sessionmaker(bind, maker_bind), False
     raise ConfigurationError("bind must be %s, got %r" % (expected, bind))
 
 

@@ -115,7 +115,8 @@ class SessionScope:
             frame = Frame(manager, parent.session, level, innermost.get(), owner)
         self._frame = frame
         innermost.set(frame)
-        return frame.session
+        session: Session = frame.session
+        return session
 
     def _open_session(self, owner: object) -> Frame:
         manager = self._manager
@@ -128,9 +129,9 @@ class SessionScope:
             if options.isolation_level is not None:
                 session.connection(execution_options={"isolation_level": options.isolation_level})
             if options.read_only:
-                session.execute(text(manager.read_only_sql[0]))
+                session.execute(text(manager.read_only_on))
         except BaseException:
-            run_shielded(self._close(session))
+            run_shielded(self._close, session)
             raise
         level = Level(None, IS_ASYNC, options.read_only, options.isolation_level)
         return Frame(manager, session, level, innermost.get(), owner)
@@ -179,7 +180,7 @@ class SessionScope:
     ) -> None:
         manager = self._manager
         try:
-            run_shielded(savepoint.rollback())
+            run_shielded(savepoint.rollback)
         except BaseException as rollback_error:
             # The savepoint's work may still be in the transaction: it must not commit.
             assert level.parent is not None
@@ -203,7 +204,7 @@ class SessionScope:
                 except BaseException as commit_error:
                     self._rolled_back(session, level, commit_error)
                     raise
-                run_shielded(self._close(session))
+                run_shielded(self._close, session)
                 if manager.monitoring:
                     manager.monitor.transaction_ended(True, time.perf_counter() - self._started)
                 if level.on_commit:
@@ -222,9 +223,8 @@ class SessionScope:
 
     def _commit(self, session: Session) -> None:
         manager = self._manager
-        read_only_off = manager.read_only_sql[1] if self._options.read_only else None
-        if read_only_off is not None:
-            session.execute(text(read_only_off))
+        if self._options.read_only and manager.read_only_off is not None:
+            session.execute(text(manager.read_only_off))
         session.commit()
         manager.log(logging.DEBUG, "committed")
 
@@ -237,7 +237,7 @@ class SessionScope:
                 manager.monitor.error(cause)
         if cause is not None:
             manager.log(logging.INFO, "rolling back because of %r", cause)
-        run_shielded(self._close(session, rollback=True))
+        run_shielded(self._close, session, True)
         if level.on_rollback:
             run_callbacks(level.on_rollback, logger)
 
@@ -245,11 +245,11 @@ class SessionScope:
         """Return the connection to the pool whatever happens; never raises an Exception."""
         manager = self._manager
         try:
-            if rollback and self._options.read_only and manager.read_only_sql[1] is not None:
+            if rollback and self._options.read_only and manager.read_only_off is not None:
                 # The PRAGMA is per connection: undo it, or invalidate the connection.
                 try:
                     session.rollback()
-                    session.execute(text(manager.read_only_sql[1]))
+                    session.execute(text(manager.read_only_off))
                 except Exception:
                     session.invalidate()
             session.close()

@@ -1,0 +1,103 @@
+"""Cancellation and timeouts: the one behaviour with no sync twin.
+
+Whatever point a scope is cancelled at, the cancellation reaches the caller
+unchanged (asyncio.timeout() turns it into TimeoutError), nothing the caller
+did not see committed is committed, and the connection goes back to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import text
+
+from sessionscope import AsyncSessionManager
+from tests.models import User
+from tests.support import Database
+
+# A statement that keeps SQLite busy for seconds, writing while it runs.
+SLOW_SQLITE_INSERT = (
+    "INSERT INTO audit_records (message) "
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) "
+    "SELECT 'x' FROM c WHERE x % 10000000 = 0"
+)
+
+
+def slow_statement(database: Database) -> str:
+    return "SELECT pg_sleep(5)" if database.is_postgres else SLOW_SQLITE_INSERT
+
+
+async def test_a_timeout_in_the_body_rolls_back_and_propagates(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            async with manager.session_scope() as session:
+                session.add(User(name="ada"))
+                await session.flush()
+                await session.execute(text(slow_statement(database)))
+    assert time.monotonic() - started < 4
+    assert database.count() == 0
+    async with manager.session_scope() as session:  # the next scope can write at once
+        session.add(User(name="bob"))
+    assert database.names() == ["bob"]
+
+
+async def test_cancelling_the_task_rolls_back_and_propagates(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    entered = asyncio.Event()
+
+    async def work() -> None:
+        async with manager.session_scope() as session:
+            session.add(User(name="ada"))
+            await session.flush()
+            entered.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(work())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert database.count() == 0
+
+
+@pytest.mark.parametrize("backend", ["psycopg", "asyncpg"], indirect=True)
+async def test_a_timeout_during_commit_still_returns_the_connection(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    # A deferred constraint trigger makes COMMIT itself take a second.
+    with database.observer.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON users "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+            )
+        )
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                async with manager.session_scope() as session:
+                    session.add(User(name="ada"))
+                    await session.flush()  # the body ends at once; COMMIT takes the time
+    finally:
+        with database.observer.begin() as connection:
+            connection.execute(text("DROP TRIGGER slow_commit ON users"))
+            connection.execute(text("DROP FUNCTION slow_commit()"))
+    # The drivers send a cancel request when the task is cancelled: the server
+    # aborts the COMMIT. Wait until the backend is gone before looking.
+    deadline = time.monotonic() + 5
+    while database.pg_server.backend_count() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.2)  # longer than the trigger's sleep
+    assert database.count() == 0
