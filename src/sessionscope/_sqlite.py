@@ -1,8 +1,9 @@
 """SQLite fixes every manager applies to its engine, borrowed ones included.
 
-Real SAVEPOINTs with the ``sqlite3`` and ``aiosqlite`` drivers: in its legacy transaction mode (the default before Python 3.16) ``sqlite3``
-emits BEGIN only before DML, never before SAVEPOINT: a released savepoint's
-rows then survive the rollback of the enclosing transaction. SQLAlchemy's
+Real SAVEPOINTs with the ``sqlite3`` and ``aiosqlite`` drivers: in its legacy
+transaction mode (the default before Python 3.16) ``sqlite3`` emits BEGIN only
+before DML, never before SAVEPOINT: a released savepoint's rows then survive
+the rollback of the enclosing transaction. SQLAlchemy's
 documented recipe turns the driver's own BEGIN off (``isolation_level = None``)
 and emits BEGIN itself from the ``begin`` event.
 
