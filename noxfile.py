@@ -20,7 +20,11 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 PYTHON = "3.11"  # the oldest supported, and the one the generated code is checked with
 SA_21 = "sqlalchemy[asyncio]>=2.1,<2.2"
 SA_20 = "sqlalchemy[asyncio]>=2.0.30,<2.1"
-LINT_PATHS = ["src", "tests", "tools", "bench", "examples", "noxfile.py"]
+LINT_PATHS = [
+    path
+    for path in ("src", "tests", "tools", "bench", "examples", "noxfile.py")
+    if (ROOT / path).exists()
+]
 
 nox.options.default_venv_backend = "uv|venv"
 nox.options.download_python = "never"  # no interpreter downloads: only package indexes
