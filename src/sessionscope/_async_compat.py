@@ -8,6 +8,7 @@ the only module of the async flavour that imports ``sqlalchemy.ext.asyncio``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable
@@ -23,6 +24,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session, sessionmaker
+
+# SQLAlchemy 2.0 imports greenlet only when an async call is made: import it
+# here so that a missing greenlet fails at import, where the install hint is given.
+importlib.import_module("greenlet")
 
 __all__ = [
     "IS_ASYNC",
