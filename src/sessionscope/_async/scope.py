@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
+from sqlalchemy.exc import IllegalStateChangeError
 
 from .._async_compat import (
     IS_ASYNC,
@@ -16,6 +17,7 @@ from .._async_compat import (
     current_owner,
     run_callbacks,
     run_shielded,
+    sleep,
 )
 from ..context import Frame, Level, find_frame, innermost
 from ..errors import ConfigurationError, NoActiveSessionError, TransactionRolledBackError
@@ -255,7 +257,7 @@ class AsyncSessionScope:
                     await session.execute(text(manager.read_only_off))
                 except Exception:
                     await session.invalidate()
-            await session.close()
+            await _close_when_idle(session)
         except Exception as close_error:
             manager.log(logging.ERROR, "closing the session failed: %r", close_error)
             try:
@@ -266,6 +268,28 @@ class AsyncSessionScope:
             if manager.monitoring:
                 manager.monitor.session_closed()
             manager.log(logging.DEBUG, "session closed")
+
+
+async def _close_when_idle(session: AsyncSession) -> None:
+    """Close the session, waiting (boundedly) for another task or thread to leave it.
+
+    Code that shares a session with a task of its own (``asyncio.gather`` does
+    not cancel the others when one fails) can still be inside it when the scope
+    ends; SQLAlchemy then refuses to close it mid-operation, and the connection
+    would stay checked out.
+    """
+    delay = 0.001
+    for _ in range(_CLOSE_ATTEMPTS):
+        try:
+            await session.close()
+            return
+        except IllegalStateChangeError:
+            await sleep(delay)
+            delay = min(delay * 2, 0.25)
+    await session.close()
+
+
+_CLOSE_ATTEMPTS = 30  # about five seconds in all
 
 
 def _check_joinable(level: Level, options: ScopeOptions) -> None:

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
+from sqlalchemy.exc import IllegalStateChangeError
 
 from .._sync_compat import (
     IS_ASYNC,
@@ -19,6 +20,7 @@ from .._sync_compat import (
     current_owner,
     run_callbacks,
     run_shielded,
+    sleep,
 )
 from ..context import Frame, Level, find_frame, innermost
 from ..errors import ConfigurationError, NoActiveSessionError, TransactionRolledBackError
@@ -252,7 +254,7 @@ class SessionScope:
                     session.execute(text(manager.read_only_off))
                 except Exception:
                     session.invalidate()
-            session.close()
+            _close_when_idle(session)
         except Exception as close_error:
             manager.log(logging.ERROR, "closing the session failed: %r", close_error)
             try:
@@ -263,6 +265,28 @@ class SessionScope:
             if manager.monitoring:
                 manager.monitor.session_closed()
             manager.log(logging.DEBUG, "session closed")
+
+
+def _close_when_idle(session: Session) -> None:
+    """Close the session, waiting (boundedly) for another task or thread to leave it.
+
+    Code that shares a session with a task of its own (``asyncio.gather`` does
+    not cancel the others when one fails) can still be inside it when the scope
+    ends; SQLAlchemy then refuses to close it mid-operation, and the connection
+    would stay checked out.
+    """
+    delay = 0.001
+    for _ in range(_CLOSE_ATTEMPTS):
+        try:
+            session.close()
+            return
+        except IllegalStateChangeError:
+            sleep(delay)
+            delay = min(delay * 2, 0.25)
+    session.close()
+
+
+_CLOSE_ATTEMPTS = 30  # about five seconds in all
 
 
 def _check_joinable(level: Level, options: ScopeOptions) -> None:
