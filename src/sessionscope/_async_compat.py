@@ -100,7 +100,7 @@ async def run_shielded(cleanup: Callable[..., Coroutine[Any, Any, _R]], *args: A
     return result
 
 
-async def run_callbacks(callbacks: Iterable[Callable[[], Any]], logger: logging.Logger) -> None:
+async def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..., None]) -> None:
     """Run on_commit/on_rollback callbacks; one failing does not stop the others."""
     for callback in callbacks:
         try:
@@ -108,4 +108,4 @@ async def run_callbacks(callbacks: Iterable[Callable[[], Any]], logger: logging.
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            logger.exception("sessionscope: callback %r failed", callback)
+            log(logging.ERROR, "callback %r failed", callback, exc_info=True)

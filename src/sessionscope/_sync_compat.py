@@ -76,10 +76,10 @@ def run_shielded(cleanup: Callable[..., _R], *args: Any) -> _R:
     return cleanup(*args)
 
 
-def run_callbacks(callbacks: Iterable[Callable[[], Any]], logger: logging.Logger) -> None:
+def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..., None]) -> None:
     """Run on_commit/on_rollback callbacks; one failing does not stop the others."""
     for callback in callbacks:
         try:
             callback()
         except Exception:
-            logger.exception("sessionscope: callback %r failed", callback)
+            log(logging.ERROR, "callback %r failed", callback, exc_info=True)

@@ -113,14 +113,11 @@ def _running_task() -> object:
         return None
 
 
-def _visible_frames(owner: object = None, owner_known: bool = False) -> Frame | None:
-    """The innermost frame this task may use, or None."""
+def _innermost_usable() -> Frame | None:
+    """The innermost frame this task or thread may use, or None."""
     frame = innermost.get()
-    if frame is not None and frame.owner is not None:
-        if not owner_known:
-            owner = _running_task()
-        if frame.owner is not owner:
-            return None
+    if frame is not None and frame.owner is not None and frame.owner is not _running_task():
+        return None
     return frame
 
 
@@ -163,7 +160,7 @@ def current_session() -> Any:
 
     Raises :class:`NoActiveSessionError` when no scope is active.
     """
-    frame = _visible_frames()
+    frame = _innermost_usable()
     if frame is None:
         raise NoActiveSessionError("current_session() was called outside of any session scope")
     return frame.session
@@ -172,7 +169,7 @@ def current_session() -> Any:
 def _register(kind: str, callback: Callback) -> Level:
     if not callable(callback):
         raise TypeError(f"{kind}() takes a callable, got {callback!r}")
-    frame = _visible_frames()
+    frame = _innermost_usable()
     if frame is None:
         raise NoActiveSessionError(f"{kind}() needs an active session scope in this task or thread")
     level = frame.level

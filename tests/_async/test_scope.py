@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import InvalidRequestError
 
-from sessionscope import NoActiveSessionError, current_session
+from sessionscope import ConfigurationError, NoActiveSessionError, current_session
 from sessionscope._async import AsyncSessionManager
 from tests.models import User
 from tests.support import Database
@@ -147,6 +147,18 @@ async def test_isolation_level_applies_to_its_transaction_only(
     async with manager.session_scope() as session:
         assert (await session.execute(text(query))).scalar() != expected
     assert database.names() == ["ada"]
+
+
+async def test_an_isolation_level_the_database_lacks_is_refused_early(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    if database.is_postgres:
+        async with manager.session_scope(isolation_level="REPEATABLE READ") as session:
+            level = (await session.execute(text("SHOW transaction_isolation"))).scalar()
+            assert level == "repeatable read"
+    else:
+        with pytest.raises(ConfigurationError, match="REPEATABLE READ"):
+            manager.session_scope(isolation_level="REPEATABLE READ")
 
 
 async def test_snapshot_counts_what_happened(manager: AsyncSessionManager) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import InvalidRequestError
 
-from sessionscope import NoActiveSessionError, current_session
+from sessionscope import ConfigurationError, NoActiveSessionError, current_session
 from sessionscope._sync import SessionManager
 from tests.models import User
 from tests.support import Database
@@ -146,6 +146,18 @@ def test_isolation_level_applies_to_its_transaction_only(
     with manager.session_scope() as session:
         assert (session.execute(text(query))).scalar() != expected
     assert database.names() == ["ada"]
+
+
+def test_an_isolation_level_the_database_lacks_is_refused_early(
+    manager: SessionManager, database: Database
+) -> None:
+    if database.is_postgres:
+        with manager.session_scope(isolation_level="REPEATABLE READ") as session:
+            level = (session.execute(text("SHOW transaction_isolation"))).scalar()
+            assert level == "repeatable read"
+    else:
+        with pytest.raises(ConfigurationError, match="REPEATABLE READ"):
+            manager.session_scope(isolation_level="REPEATABLE READ")
 
 
 def test_snapshot_counts_what_happened(manager: SessionManager) -> None:

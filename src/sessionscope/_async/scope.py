@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncSessionScope"]
 
-logger = logging.getLogger("sessionscope")
-
 _JOINED, _SAVEPOINT, _OWN = "joined", "savepoint", "own"
 
 
@@ -194,7 +192,7 @@ class AsyncSessionScope:
         if cause is not None:
             manager.log(logging.DEBUG, "rolled back to savepoint because of %r", cause)
         if level.on_rollback:
-            await run_callbacks(level.on_rollback, logger)
+            await run_callbacks(level.on_rollback, manager.log)
 
     async def _exit_own(
         self, session: AsyncSession, level: Level, exc: BaseException | None
@@ -211,7 +209,7 @@ class AsyncSessionScope:
                 if manager.monitoring:
                     manager.monitor.transaction_ended(True, time.perf_counter() - self._started)
                 if level.on_commit:
-                    await run_callbacks(level.on_commit, logger)
+                    await run_callbacks(level.on_commit, manager.log)
                 return
             # auto_commit=False and the body left work uncommitted: discard it.
             await self._rolled_back(session, level, None)
@@ -244,7 +242,7 @@ class AsyncSessionScope:
             manager.log(logging.INFO, "rolling back because of %r", cause)
         await run_shielded(self._close, session, True)
         if level.on_rollback:
-            await run_callbacks(level.on_rollback, logger)
+            await run_callbacks(level.on_rollback, manager.log)
 
     async def _close(self, session: AsyncSession, rollback: bool = False) -> None:
         """Return the connection to the pool whatever happens; never raises an Exception."""

@@ -28,6 +28,7 @@ from ..config import SessionConfig
 from ..errors import ConfigurationError
 from ..monitor import SessionMonitor
 from ..options import (
+    ISOLATION_LEVELS,
     ScopeKwargs,
     ScopeOptions,
     SessionKwargs,
@@ -49,6 +50,10 @@ _READ_ONLY_SQL: dict[str, tuple[str, str | None]] = {  # dialect: (make read-onl
     "postgresql": ("SET TRANSACTION READ ONLY", None),
     "sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
 }
+
+
+# The levels a dialect accepts, where it does not take them all.
+_ISOLATION_LEVELS: dict[str, tuple[str, ...]] = {"sqlite": ("SERIALIZABLE", "READ UNCOMMITTED")}
 
 
 class SessionManager:
@@ -92,10 +97,10 @@ class SessionManager:
     def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.name)
 
-    def log(self, level: int, message: str, *args: object) -> None:
+    def log(self, level: int, message: str, *args: object, exc_info: bool = False) -> None:
         """Log on the ``sessionscope`` logger if ``level`` reaches this manager's log_level."""
         if level >= self._log_level and logger.isEnabledFor(level):
-            logger.log(level, "[%s] " + message, self.name, *args)
+            logger.log(level, "[%s] " + message, self.name, *args, exc_info=exc_info)
 
     def session_scope(self, **options: Unpack[ScopeKwargs]) -> SessionScope:
         """A transactional scope; see :class:`AsyncSessionScope` for the nesting rules."""
@@ -108,6 +113,13 @@ class SessionManager:
     ) -> ScopeOptions:
         """Scope options over this manager's config, checked against its database."""
         resolved = resolve_scope_options(self.config, options, where)
+        dialect = self.engine.dialect.name
+        levels = _ISOLATION_LEVELS.get(dialect, ISOLATION_LEVELS)
+        if resolved.isolation_level is not None and resolved.isolation_level not in levels:
+            raise ConfigurationError(
+                "isolation_level=%r is not available on %s; choose one of: %s"
+                % (resolved.isolation_level, dialect, ", ".join(levels))
+            )
         if resolved.read_only and not self.read_only_on:
             raise ConfigurationError(
                 "read_only=True is supported on PostgreSQL and SQLite, not on %r"

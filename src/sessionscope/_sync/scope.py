@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SessionScope"]
 
-logger = logging.getLogger("sessionscope")
-
 _JOINED, _SAVEPOINT, _OWN = "joined", "savepoint", "own"
 
 
@@ -195,7 +193,7 @@ class SessionScope:
         if cause is not None:
             manager.log(logging.DEBUG, "rolled back to savepoint because of %r", cause)
         if level.on_rollback:
-            run_callbacks(level.on_rollback, logger)
+            run_callbacks(level.on_rollback, manager.log)
 
     def _exit_own(self, session: Session, level: Level, exc: BaseException | None) -> None:
         manager = self._manager
@@ -210,7 +208,7 @@ class SessionScope:
                 if manager.monitoring:
                     manager.monitor.transaction_ended(True, time.perf_counter() - self._started)
                 if level.on_commit:
-                    run_callbacks(level.on_commit, logger)
+                    run_callbacks(level.on_commit, manager.log)
                 return
             # auto_commit=False and the body left work uncommitted: discard it.
             self._rolled_back(session, level, None)
@@ -241,7 +239,7 @@ class SessionScope:
             manager.log(logging.INFO, "rolling back because of %r", cause)
         run_shielded(self._close, session, True)
         if level.on_rollback:
-            run_callbacks(level.on_rollback, logger)
+            run_callbacks(level.on_rollback, manager.log)
 
     def _close(self, session: Session, rollback: bool = False) -> None:
         """Return the connection to the pool whatever happens; never raises an Exception."""
