@@ -110,7 +110,7 @@ async def test_current_session_is_the_innermost(manager: AsyncSessionManager) ->
 async def test_a_scope_object_is_used_once(manager: AsyncSessionManager) -> None:
     scope = manager.session_scope()
     async with scope:
-        with pytest.raises(RuntimeError, match="already in use"):
+        with pytest.raises(RuntimeError, match="entered once"):
             async with scope:
                 pass
 

@@ -109,7 +109,7 @@ def test_current_session_is_the_innermost(manager: SessionManager) -> None:
 def test_a_scope_object_is_used_once(manager: SessionManager) -> None:
     scope = manager.session_scope()
     with scope:
-        with pytest.raises(RuntimeError, match="already in use"):
+        with pytest.raises(RuntimeError, match="entered once"):
             with scope:
                 pass
 

@@ -86,7 +86,7 @@ class SessionScope:
 
     def __enter__(self) -> Session:
         if self._frame is not None:
-            raise RuntimeError("this scope is already in use; call session_scope() for another")
+            raise RuntimeError("a scope object is entered once; call session_scope() for another")
         manager = self._manager
         options = self._options
         owner = current_owner()
