@@ -37,6 +37,7 @@ __all__ = [
     "AsyncSessionTransaction",
     "Outcome",
     "async_sessionmaker",
+    "call_maybe_async",
     "create_async_engine",
     "current_owner",
     "is_flavour_function",
@@ -97,6 +98,14 @@ async def run_shielded(cleanup: Callable[..., Coroutine[Any, Any, _R]], *args: A
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
+    return result
+
+
+async def call_maybe_async(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; await what it returns if that is awaitable (a coroutine function's result)."""
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return await result
     return result
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "Engine",
     "Outcome",
     "Session",
+    "call_maybe_async",
     "SessionTransaction",
     "create_engine",
     "current_owner",
@@ -74,6 +75,11 @@ def other_flavour(bind: object) -> str | None:
 def run_shielded(cleanup: Callable[..., _R], *args: Any) -> _R:
     """Nothing can interrupt sync cleanup half-way the way cancellation does: just run it."""
     return cleanup(*args)
+
+
+def call_maybe_async(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` (coroutine functions are refused where they are registered)."""
+    return fn(*args, **kwargs)
 
 
 def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..., None]) -> None:

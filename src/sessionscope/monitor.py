@@ -44,6 +44,7 @@ class SessionMonitor:
         with self._lock:
             self._counts = dict.fromkeys(_COUNTERS, 0)
             self._errors: dict[str, int] = {}
+            self._retry_reasons: dict[str, int] = {}
             self._durations = Histogram()
 
     # Recording, called by scopes of the manager (only when monitoring is enabled).
@@ -65,6 +66,17 @@ class SessionMonitor:
         """``event`` is ``"opened"``, ``"released"`` or ``"rolled_back"``."""
         with self._lock:
             self._counts["savepoints_" + event] += 1
+
+    def retried(self, reason: str) -> None:
+        with self._lock:
+            self._counts["retries"] += 1
+            self._retry_reasons[reason] = self._retry_reasons.get(reason, 0) + 1
+
+    def commit_outcome_unknown(self, exc: BaseException) -> None:
+        name = type(exc).__qualname__
+        with self._lock:
+            self._counts["commit_outcome_unknown"] += 1
+            self._errors[name] = self._errors.get(name, 0) + 1
 
     def error(self, exc: BaseException) -> None:
         name = type(exc).__qualname__
@@ -94,6 +106,7 @@ class SessionMonitor:
         with self._lock:
             counts = dict(self._counts)
             errors = dict(self._errors)
+            retry_reasons = dict(self._retry_reasons)
             durations = self._durations.summary()
         return {
             "manager": self.name,
@@ -112,7 +125,7 @@ class SessionMonitor:
                 "released": counts["savepoints_released"],
                 "rolled_back": counts["savepoints_rolled_back"],
             },
-            "retries": counts["retries"],
+            "retries": {"total": counts["retries"], "by_reason": retry_reasons},
             "commit_outcome_unknown": counts["commit_outcome_unknown"],
             "errors": errors,
             "transaction_duration": durations,

@@ -65,6 +65,11 @@ class ScopeOptions:
     isolation_level: str | None
     auto_commit: bool
     auto_rollback: bool
+    # How often a scope that opens a session retries getting its connection:
+    # a with-block per the config, a decorated function never (it retries whole).
+    connect_retries: int
+    # What the connection is acquired with (the isolation level), computed once.
+    execution_options: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,7 +103,9 @@ def normalize_isolation_level(value: object) -> str:
 
 
 def defaults_from(config: SessionConfig) -> ScopeOptions:
-    return ScopeOptions("required", False, None, config.auto_commit, config.auto_rollback)
+    return ScopeOptions(
+        "required", False, None, config.auto_commit, config.auto_rollback, config.retry_attempts
+    )
 
 
 def resolve_scope_options(
@@ -106,24 +113,31 @@ def resolve_scope_options(
     options: Mapping[str, Any],
     where: str = "session_scope()",
     allowed: frozenset[str] = _SCOPE_NAMES,
+    connect_retries: int | None = None,
 ) -> ScopeOptions:
+    """The options of a scope; ``where`` names the call in error messages.
+
+    ``connect_retries`` defaults to the config's ``retry_attempts``; scopes of
+    decorated functions pass 0, as the decorator re-runs the whole function.
+    """
     _check_names(options, allowed, where)
     propagation = options.get("propagation", "required")
     if propagation not in PROPAGATIONS:
         raise ConfigurationError(
             f"unknown propagation {propagation!r}; expected one of: {', '.join(PROPAGATIONS)}"
         )
-    isolation_level = options.get("isolation_level")
+    level = options.get("isolation_level")
+    isolation_level = None if level is None else normalize_isolation_level(level)
     return ScopeOptions(
         propagation=propagation,
         read_only=check_bool("read_only", options.get("read_only", False)),
-        isolation_level=None
-        if isolation_level is None
-        else normalize_isolation_level(isolation_level),
+        isolation_level=isolation_level,
         auto_commit=check_bool("auto_commit", options.get("auto_commit", config.auto_commit)),
         auto_rollback=check_bool(
             "auto_rollback", options.get("auto_rollback", config.auto_rollback)
         ),
+        connect_retries=config.retry_attempts if connect_retries is None else connect_retries,
+        execution_options=None if isolation_level is None else {"isolation_level": isolation_level},
     )
 
 

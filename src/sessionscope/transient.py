@@ -7,7 +7,11 @@ as a plain ``DBAPIError`` and psycopg as ``OperationalError``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from .errors import CommitOutcomeUnknownError
 
 __all__ = [
     "CONNECTION_SQLSTATES",
@@ -16,7 +20,9 @@ __all__ = [
     "SQLITE_RETRIED_CODES",
     "is_connection_error",
     "is_transient",
+    "retry_reason",
     "sqlstate_of",
+    "transient_reason",
 ]
 
 # https://www.postgresql.org/docs/15/errcodes-appendix.html
@@ -43,6 +49,11 @@ NEVER_RETRIED_SQLSTATES: Mapping[str, str] = {
     "57014": "query_canceled / statement_timeout: re-running would time out again",
     "25P02": "in_failed_sql_transaction: a symptom, the cause was earlier",
 }
+
+# Timeouts (asyncio's TimeoutError is the builtin one; SQLAlchemy's pool
+# timeout is its own class) and commits of unknown outcome: never re-run.
+_TIMEOUTS = (TimeoutError, PoolTimeoutError)
+_NEVER_RETRIED = (*_TIMEOUTS, CommitOutcomeUnknownError)
 
 # https://www.sqlite.org/rescode.html: the primary code is the low byte of the
 # extended code (517 SQLITE_BUSY_SNAPSHOT & 0xff == 5 SQLITE_BUSY).
@@ -92,22 +103,59 @@ def is_connection_error(exc: BaseException) -> bool:
     return any(isinstance(error, ConnectionError) for error in _driver_errors(exc))
 
 
+def transient_reason(exc: BaseException) -> str | None:
+    """Why re-running the whole transaction may succeed where this attempt failed.
+
+    One of ``"serialization_failure"``, ``"deadlock"``, ``"sqlite_busy"``,
+    ``"connection"``, or None when a re-run would not help (or must not happen).
+    The caller must know that COMMIT had not been sent: a connection lost while
+    it was in flight leaves the outcome unknown (``CommitOutcomeUnknownError``,
+    never transient here).
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, _NEVER_RETRIED):
+        return None  # cancellation, KeyboardInterrupt, SystemExit, timeouts: never
+    code = sqlstate_of(exc)
+    if code is not None:
+        if code in NEVER_RETRIED_SQLSTATES:
+            return None
+        if code == "40001":
+            return "serialization_failure"
+        if code == "40P01":
+            return "deadlock"
+    sqlite_code = _sqlite_code(exc)
+    if sqlite_code is not None:
+        return "sqlite_busy" if sqlite_code in SQLITE_RETRIED_CODES else None
+    return "connection" if is_connection_error(exc) else None
+
+
+def retry_reason(
+    exc: BaseException,
+    retry_on: Callable[[BaseException], bool | None] | None = None,
+    idempotent: bool = False,
+) -> str | None:
+    """Why a decorated function may be re-run after ``exc``, or None if it may not.
+
+    Cancellations and timeouts never are, whatever ``retry_on`` says. Then
+    ``retry_on(exc)`` decides if it returns True or False; None (or no
+    ``retry_on``) defers to the table. A commit of unknown outcome is re-run
+    only when the work is declared idempotent.
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, _TIMEOUTS):
+        return None
+    if retry_on is not None:
+        verdict = retry_on(exc)
+        if verdict is not None:
+            return "retry_on" if verdict else None
+    if isinstance(exc, CommitOutcomeUnknownError):
+        return "commit_outcome_unknown" if idempotent else None
+    return transient_reason(exc)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether re-running the whole transaction may succeed where this attempt failed.
 
     True for serialization failures, deadlocks, SQLite BUSY/LOCKED and lost or
-    refused connections. A lost connection while COMMIT was in flight is a
-    different matter (the outcome is unknown); callers track that phase.
+    refused connections; never for integrity errors, statement timeouts,
+    cancellations, or a commit whose outcome is unknown.
     """
-    if not isinstance(exc, Exception):
-        return False  # cancellation, KeyboardInterrupt, SystemExit: never
-    code = sqlstate_of(exc)
-    if code is not None:
-        if code in NEVER_RETRIED_SQLSTATES:
-            return False
-        if code in RETRIED_SQLSTATES:
-            return True
-    sqlite_code = _sqlite_code(exc)
-    if sqlite_code is not None:
-        return sqlite_code in SQLITE_RETRIED_CODES
-    return is_connection_error(exc)
+    return transient_reason(exc) is not None

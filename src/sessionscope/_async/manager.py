@@ -30,6 +30,7 @@ from ..options import (
     ScopeOptions,
     SessionKwargs,
     defaults_from,
+    resolve_retry_options,
     resolve_scope_options,
 )
 from .decorator import session_function
@@ -90,6 +91,8 @@ class AsyncSessionManager:
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
         self._log_level = config.log_level_number
         self._default_options = defaults_from(config)
+        # How a with-block retries getting its connection (it cannot re-run its body).
+        self.connect_retry = resolve_retry_options(config, {})
 
     def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.name)
@@ -106,10 +109,15 @@ class AsyncSessionManager:
         return AsyncSessionScope(self, self.resolve_options(options))
 
     def resolve_options(
-        self, options: Mapping[str, Any], where: str = "session_scope()"
+        self,
+        options: Mapping[str, Any],
+        where: str = "session_scope()",
+        connect_retries: int | None = None,
     ) -> ScopeOptions:
         """Scope options over this manager's config, checked against its database."""
-        resolved = resolve_scope_options(self.config, options, where)
+        resolved = resolve_scope_options(
+            self.config, options, where, connect_retries=connect_retries
+        )
         dialect = self.engine.dialect.name
         levels = _ISOLATION_LEVELS.get(dialect, ISOLATION_LEVELS)
         if resolved.isolation_level is not None and resolved.isolation_level not in levels:

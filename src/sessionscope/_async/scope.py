@@ -20,8 +20,15 @@ from .._async_compat import (
     sleep,
 )
 from ..context import Frame, Level, find_frame, innermost
-from ..errors import ConfigurationError, NoActiveSessionError, TransactionRolledBackError
+from ..errors import (
+    CommitOutcomeUnknownError,
+    ConfigurationError,
+    NoActiveSessionError,
+    TransactionRolledBackError,
+)
 from ..options import ScopeOptions
+from ..transient import is_connection_error, transient_reason
+from .retrying import wait_before_retry
 
 if TYPE_CHECKING:
     from .manager import AsyncSessionManager
@@ -81,6 +88,12 @@ class AsyncSessionScope:
         self._savepoint: AsyncSessionTransaction | None = None
         self._started = 0.0
 
+    @property
+    def opens_transaction(self) -> bool:
+        """Whether this scope owns its transaction (the outermost, or requires_new):
+        only such a scope's caller may re-run the work."""
+        return self._kind is _OWN
+
     async def __aenter__(self) -> AsyncSession:
         if self._frame is not None:
             raise RuntimeError("a scope object is entered once; call session_scope() for another")
@@ -116,24 +129,33 @@ class AsyncSessionScope:
         return session
 
     async def _open_session(self, owner: object) -> Frame:
+        """A new session with its connection: acquired now, so that a refused
+        connection can be retried before the body runs (a body never can be)."""
         manager = self._manager
         options = self._options
-        session = manager.sessionmaker()
-        if manager.monitoring:
-            manager.monitor.session_opened()
-            self._started = time.perf_counter()
-        try:
-            if options.isolation_level is not None:
-                await session.connection(
-                    execution_options={"isolation_level": options.isolation_level}
-                )
-            if options.read_only:
-                await session.execute(text(manager.read_only_on))
-        except BaseException:
-            await run_shielded(self._close, session)
-            raise
-        level = Level(None, IS_ASYNC, options.read_only, options.isolation_level)
-        return Frame(manager, session, level, innermost.get(), owner)
+        attempt = 0
+        while True:
+            session = manager.sessionmaker()
+            if manager.monitoring:
+                manager.monitor.session_opened()
+                self._started = time.perf_counter()
+            try:
+                await session.connection(execution_options=options.execution_options)
+                if options.read_only:
+                    await session.execute(text(manager.read_only_on))
+            except Exception as error:
+                await run_shielded(self._close, session)
+                reason = transient_reason(error)
+                if reason != "connection" or attempt >= options.connect_retries:
+                    raise
+                attempt += 1
+                await wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
+                continue
+            except BaseException:
+                await run_shielded(self._close, session)
+                raise
+            level = Level(None, IS_ASYNC, options.read_only, options.isolation_level)
+            return Frame(manager, session, level, innermost.get(), owner)
 
     async def __aexit__(
         self,
@@ -200,11 +222,7 @@ class AsyncSessionScope:
         manager = self._manager
         if exc is None and not level.rollback_only:
             if self._options.auto_commit or not session.in_transaction():
-                try:
-                    await self._commit(session)
-                except BaseException as commit_error:
-                    await self._rolled_back(session, level, commit_error)
-                    raise
+                await self._commit(session, level)
                 await run_shielded(self._close, session)
                 if manager.monitoring:
                     manager.monitor.transaction_ended(True, time.perf_counter() - self._started)
@@ -222,11 +240,36 @@ class AsyncSessionScope:
                 " (%r) and was swallowed" % (cause,)
             ) from cause
 
-    async def _commit(self, session: AsyncSession) -> None:
+    async def _commit(self, session: AsyncSession, level: Level) -> None:
+        """Flush, then COMMIT; an error is handled here, and raised."""
         manager = self._manager
-        if self._options.read_only and manager.read_only_off is not None:
-            await session.execute(text(manager.read_only_off))
-        await session.commit()
+        try:
+            if self._options.read_only and manager.read_only_off is not None:
+                await session.execute(text(manager.read_only_off))
+            # Flushing first turns a flush error into an ordinary error before
+            # COMMIT: only what fails after this line can leave the outcome unknown.
+            await session.flush()
+        except BaseException as error:
+            await self._rolled_back(session, level, error)
+            raise
+        try:
+            await session.commit()
+        except BaseException as error:
+            if not _lost_in_flight(error):
+                # The server answered (a serialization failure, a deferred
+                # constraint): the transaction is definitely rolled back.
+                await self._rolled_back(session, level, error)
+                raise
+            if manager.monitoring:
+                manager.monitor.commit_outcome_unknown(error)
+            manager.log(logging.ERROR, "COMMIT outcome unknown, connection lost: %r", error)
+            await run_shielded(self._close, session)
+            if isinstance(error, Exception):
+                raise CommitOutcomeUnknownError(
+                    "the connection was lost while COMMIT was in flight: the transaction "
+                    "may or may not have been committed (%r)" % (error,)
+                ) from error
+            raise  # a cancellation reaches the caller unchanged
         manager.log(logging.DEBUG, "committed")
 
     async def _rolled_back(
@@ -288,6 +331,15 @@ async def _close_when_idle(session: AsyncSession) -> None:
 
 
 _CLOSE_ATTEMPTS = 30  # about five seconds in all
+
+
+def _lost_in_flight(error: BaseException) -> bool:
+    """Whether COMMIT may have reached the server without its answer reaching us."""
+    return (
+        not isinstance(error, Exception)  # cancelled, interrupted
+        or isinstance(error, TimeoutError)  # a driver's timeout
+        or is_connection_error(error)
+    )
 
 
 def _check_joinable(level: Level, options: ScopeOptions) -> None:

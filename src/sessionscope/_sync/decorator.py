@@ -10,16 +10,25 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._sync_compat import IS_ASYNC, Session, current_owner, is_flavour_function
+from .._sync_compat import (
+    IS_ASYNC,
+    Session,
+    call_maybe_async,
+    current_owner,
+    is_flavour_function,
+)
 from ..config import SessionConfig
 from ..context import frame_of_session, get_default_manager
 from ..options import (
     SCOPE_OPTION_NAMES,
     SESSION_OPTION_NAMES,
+    RetryOptions,
     ScopeOptions,
     resolve_retry_options,
     resolve_scope_options,
 )
+from ..transient import retry_reason
+from .retrying import wait_before_retry
 from .scope import SessionScope
 
 if TYPE_CHECKING:
@@ -49,26 +58,30 @@ def session_function(
     explicit = dict(options)
     config = manager.config if manager is not None else SessionConfig()
     resolve_scope_options(config, explicit, "with_session()", SESSION_OPTION_NAMES)
-    resolve_retry_options(config, explicit)
+    _check_fallback(resolve_retry_options(config, explicit).fallback)
     scope_names = {k: v for k, v in explicit.items() if k in SCOPE_OPTION_NAMES}
-    # The scope options for the manager of the last call, as one tuple so that
-    # threads replacing it never see a half-updated pair.
-    cached: tuple[object, ScopeOptions | None] = (None, None)
-    if manager is not None:
-        cached = (manager, manager.resolve_options(scope_names, "with_session()"))
 
-    def scope_options(current: SessionManager) -> ScopeOptions:
-        nonlocal cached
-        owner, options = cached
-        if owner is not current or options is None:
-            options = current.resolve_options(scope_names, "with_session()")
-            cached = (current, options)
-        return options
+    def settings_for(current: SessionManager) -> tuple[ScopeOptions, RetryOptions]:
+        return (
+            current.resolve_options(scope_names, "with_session()", connect_retries=0),
+            resolve_retry_options(current.config, explicit),
+        )
+
+    # The settings for the manager of the last call, as one tuple so that
+    # threads replacing it never see a half-updated pair.
+    cached: tuple[object, tuple[ScopeOptions, RetryOptions] | None] = (None, None)
+    if manager is not None:
+        cached = (manager, settings_for(manager))
 
     @functools.wraps(fn)
     def call_in_scope(*args: Any, **kwargs: Any) -> Any:
+        nonlocal cached
         current = manager if manager is not None else get_default_manager(IS_ASYNC)
-        options = scope_options(current)
+        owner, settings = cached
+        if owner is not current or settings is None:
+            settings = settings_for(current)
+            cached = (current, settings)
+        scope_options, retry = settings
         if parameter in kwargs:
             passed = kwargs.pop(parameter)
         elif args and isinstance(args[0], Session):
@@ -81,13 +94,40 @@ def session_function(
             if parent is None:
                 # Not one of ours (an old get_db() session, say): used as is.
                 return fn(passed, *args, **kwargs)
-        with SessionScope(current, options, parent) as session:
-            return fn(session, *args, **kwargs)
+        attempt = 0
+        while True:
+            scope = SessionScope(current, scope_options, parent)
+            try:
+                with scope as session:
+                    return fn(session, *args, **kwargs)
+            except Exception as error:
+                if not scope.opens_transaction:
+                    raise  # only the caller owning the transaction may re-run it
+                reason = retry_reason(error, retry.retry_on, retry.idempotent)
+                if reason is None:
+                    raise
+                if attempt >= retry.attempts:
+                    if retry.fallback is not None:
+                        return call_maybe_async(retry.fallback, error, *args, **kwargs)
+                    error.add_note(
+                        "sessionscope: %s gave up after %d attempts (%s)"
+                        % (_name(fn), attempt + 1, reason)
+                    )
+                    raise
+                attempt += 1
+                wait_before_retry(current, attempt, reason, error, retry)
 
     call_in_scope.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=list(signature.parameters.values())[1:]
     )
     return call_in_scope
+
+
+def _check_fallback(fallback: Callable[..., Any] | None) -> None:
+    if fallback is not None and not IS_ASYNC and not is_flavour_function(fallback):
+        raise TypeError(
+            "fallback %s is a coroutine function; a sync function cannot await it" % _name(fallback)
+        )
 
 
 def _name(fn: Callable[..., Any]) -> str:

@@ -23,8 +23,15 @@ from .._sync_compat import (
     sleep,
 )
 from ..context import Frame, Level, find_frame, innermost
-from ..errors import ConfigurationError, NoActiveSessionError, TransactionRolledBackError
+from ..errors import (
+    CommitOutcomeUnknownError,
+    ConfigurationError,
+    NoActiveSessionError,
+    TransactionRolledBackError,
+)
 from ..options import ScopeOptions
+from ..transient import is_connection_error, transient_reason
+from .retrying import wait_before_retry
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -84,6 +91,12 @@ class SessionScope:
         self._savepoint: SessionTransaction | None = None
         self._started = 0.0
 
+    @property
+    def opens_transaction(self) -> bool:
+        """Whether this scope owns its transaction (the outermost, or requires_new):
+        only such a scope's caller may re-run the work."""
+        return self._kind is _OWN
+
     def __enter__(self) -> Session:
         if self._frame is not None:
             raise RuntimeError("a scope object is entered once; call session_scope() for another")
@@ -119,22 +132,33 @@ class SessionScope:
         return session
 
     def _open_session(self, owner: object) -> Frame:
+        """A new session with its connection: acquired now, so that a refused
+        connection can be retried before the body runs (a body never can be)."""
         manager = self._manager
         options = self._options
-        session = manager.sessionmaker()
-        if manager.monitoring:
-            manager.monitor.session_opened()
-            self._started = time.perf_counter()
-        try:
-            if options.isolation_level is not None:
-                session.connection(execution_options={"isolation_level": options.isolation_level})
-            if options.read_only:
-                session.execute(text(manager.read_only_on))
-        except BaseException:
-            run_shielded(self._close, session)
-            raise
-        level = Level(None, IS_ASYNC, options.read_only, options.isolation_level)
-        return Frame(manager, session, level, innermost.get(), owner)
+        attempt = 0
+        while True:
+            session = manager.sessionmaker()
+            if manager.monitoring:
+                manager.monitor.session_opened()
+                self._started = time.perf_counter()
+            try:
+                session.connection(execution_options=options.execution_options)
+                if options.read_only:
+                    session.execute(text(manager.read_only_on))
+            except Exception as error:
+                run_shielded(self._close, session)
+                reason = transient_reason(error)
+                if reason != "connection" or attempt >= options.connect_retries:
+                    raise
+                attempt += 1
+                wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
+                continue
+            except BaseException:
+                run_shielded(self._close, session)
+                raise
+            level = Level(None, IS_ASYNC, options.read_only, options.isolation_level)
+            return Frame(manager, session, level, innermost.get(), owner)
 
     def __exit__(
         self,
@@ -199,11 +223,7 @@ class SessionScope:
         manager = self._manager
         if exc is None and not level.rollback_only:
             if self._options.auto_commit or not session.in_transaction():
-                try:
-                    self._commit(session)
-                except BaseException as commit_error:
-                    self._rolled_back(session, level, commit_error)
-                    raise
+                self._commit(session, level)
                 run_shielded(self._close, session)
                 if manager.monitoring:
                     manager.monitor.transaction_ended(True, time.perf_counter() - self._started)
@@ -221,11 +241,36 @@ class SessionScope:
                 " (%r) and was swallowed" % (cause,)
             ) from cause
 
-    def _commit(self, session: Session) -> None:
+    def _commit(self, session: Session, level: Level) -> None:
+        """Flush, then COMMIT; an error is handled here, and raised."""
         manager = self._manager
-        if self._options.read_only and manager.read_only_off is not None:
-            session.execute(text(manager.read_only_off))
-        session.commit()
+        try:
+            if self._options.read_only and manager.read_only_off is not None:
+                session.execute(text(manager.read_only_off))
+            # Flushing first turns a flush error into an ordinary error before
+            # COMMIT: only what fails after this line can leave the outcome unknown.
+            session.flush()
+        except BaseException as error:
+            self._rolled_back(session, level, error)
+            raise
+        try:
+            session.commit()
+        except BaseException as error:
+            if not _lost_in_flight(error):
+                # The server answered (a serialization failure, a deferred
+                # constraint): the transaction is definitely rolled back.
+                self._rolled_back(session, level, error)
+                raise
+            if manager.monitoring:
+                manager.monitor.commit_outcome_unknown(error)
+            manager.log(logging.ERROR, "COMMIT outcome unknown, connection lost: %r", error)
+            run_shielded(self._close, session)
+            if isinstance(error, Exception):
+                raise CommitOutcomeUnknownError(
+                    "the connection was lost while COMMIT was in flight: the transaction "
+                    "may or may not have been committed (%r)" % (error,)
+                ) from error
+            raise  # a cancellation reaches the caller unchanged
         manager.log(logging.DEBUG, "committed")
 
     def _rolled_back(self, session: Session, level: Level, cause: BaseException | None) -> None:
@@ -285,6 +330,15 @@ def _close_when_idle(session: Session) -> None:
 
 
 _CLOSE_ATTEMPTS = 30  # about five seconds in all
+
+
+def _lost_in_flight(error: BaseException) -> bool:
+    """Whether COMMIT may have reached the server without its answer reaching us."""
+    return (
+        not isinstance(error, Exception)  # cancelled, interrupted
+        or isinstance(error, TimeoutError)  # a driver's timeout
+        or is_connection_error(error)
+    )
 
 
 def _check_joinable(level: Level, options: ScopeOptions) -> None:

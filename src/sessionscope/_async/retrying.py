@@ -1,0 +1,38 @@
+"""The pause between two attempts: counted, logged, and slept with the connection returned."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .._async_compat import sleep
+from ..backoff import backoff_delay
+from ..options import RetryOptions
+
+if TYPE_CHECKING:
+    from .manager import AsyncSessionManager
+
+__all__ = ["wait_before_retry"]
+
+
+async def wait_before_retry(
+    manager: AsyncSessionManager,
+    attempt: int,
+    reason: str,
+    error: BaseException,
+    retry: RetryOptions,
+) -> None:
+    """Back off before retry number ``attempt`` (the failed session is already closed)."""
+    delay = backoff_delay(attempt, retry.delay, retry.max_delay, retry.jitter)
+    if manager.monitoring:
+        manager.monitor.retried(reason)
+    manager.log(
+        logging.WARNING,
+        "retry %d of %d in %.3f s after %s: %r",
+        attempt,
+        retry.attempts,
+        delay,
+        reason,
+        error,
+    )
+    await sleep(delay)

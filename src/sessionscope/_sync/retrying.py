@@ -1,0 +1,41 @@
+# Generated from src/sessionscope/_async/retrying.py
+# by tools/generate_sync.py: do not edit.
+# Edit the file under _async/ and run: python tools/generate_sync.py
+"""The pause between two attempts: counted, logged, and slept with the connection returned."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .._sync_compat import sleep
+from ..backoff import backoff_delay
+from ..options import RetryOptions
+
+if TYPE_CHECKING:
+    from .manager import SessionManager
+
+__all__ = ["wait_before_retry"]
+
+
+def wait_before_retry(
+    manager: SessionManager,
+    attempt: int,
+    reason: str,
+    error: BaseException,
+    retry: RetryOptions,
+) -> None:
+    """Back off before retry number ``attempt`` (the failed session is already closed)."""
+    delay = backoff_delay(attempt, retry.delay, retry.max_delay, retry.jitter)
+    if manager.monitoring:
+        manager.monitor.retried(reason)
+    manager.log(
+        logging.WARNING,
+        "retry %d of %d in %.3f s after %s: %r",
+        attempt,
+        retry.attempts,
+        delay,
+        reason,
+        error,
+    )
+    sleep(delay)
