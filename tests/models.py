@@ -30,3 +30,21 @@ class Post(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     title: Mapped[str] = mapped_column(String(100))
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    balance: Mapped[int]
+
+
+class LedgerEntry(Base):
+    """One row per money transfer, keyed by the transfer's id: applied at most once."""
+
+    __tablename__ = "ledger"
+
+    operation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[int]
+    target: Mapped[int]
+    amount: Mapped[int]

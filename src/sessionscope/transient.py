@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from .errors import CommitOutcomeUnknownError
@@ -103,14 +104,16 @@ def is_connection_error(exc: BaseException) -> bool:
     return any(isinstance(error, ConnectionError) for error in _driver_errors(exc))
 
 
-def transient_reason(exc: BaseException) -> str | None:
+def transient_reason(exc: BaseException, connecting: bool = False) -> str | None:
     """Why re-running the whole transaction may succeed where this attempt failed.
 
     One of ``"serialization_failure"``, ``"deadlock"``, ``"sqlite_busy"``,
     ``"connection"``, or None when a re-run would not help (or must not happen).
     The caller must know that COMMIT had not been sent: a connection lost while
     it was in flight leaves the outcome unknown (``CommitOutcomeUnknownError``,
-    never transient here).
+    never transient here). ``connecting`` says the error came while getting a
+    connection: drivers report a refused connection without any code (psycopg
+    as a bare OperationalError), and nothing can have been done yet.
     """
     if not isinstance(exc, Exception) or isinstance(exc, _NEVER_RETRIED):
         return None  # cancellation, KeyboardInterrupt, SystemExit, timeouts: never
@@ -125,13 +128,18 @@ def transient_reason(exc: BaseException) -> str | None:
     sqlite_code = _sqlite_code(exc)
     if sqlite_code is not None:
         return "sqlite_busy" if sqlite_code in SQLITE_RETRIED_CODES else None
-    return "connection" if is_connection_error(exc) else None
+    if is_connection_error(exc):
+        return "connection"
+    if connecting and code is None and isinstance(exc, DBAPIError | OSError):
+        return "connection"  # refused, reset, unreachable: a code would say otherwise
+    return None
 
 
 def retry_reason(
     exc: BaseException,
     retry_on: Callable[[BaseException], bool | None] | None = None,
     idempotent: bool = False,
+    connecting: bool = False,
 ) -> str | None:
     """Why a decorated function may be re-run after ``exc``, or None if it may not.
 
@@ -148,7 +156,7 @@ def retry_reason(
             return "retry_on" if verdict else None
     if isinstance(exc, CommitOutcomeUnknownError):
         return "commit_outcome_unknown" if idempotent else None
-    return transient_reason(exc)
+    return transient_reason(exc, connecting)
 
 
 def is_transient(exc: BaseException) -> bool:

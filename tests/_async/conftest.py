@@ -18,6 +18,7 @@ from sessionscope.context import reset_default_managers
 from tests.support import Database
 
 BACKENDS = ("sqlite", "psycopg", "asyncpg") if IS_ASYNC else ("sqlite", "psycopg")
+POSTGRES_BACKENDS = BACKENDS[1:]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -37,7 +38,8 @@ def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
 
 @pytest.fixture
 def config() -> SessionConfig:
-    return SessionConfig(log_level="DEBUG")
+    # Retries back off for milliseconds, not seconds, in tests.
+    return SessionConfig(log_level="DEBUG", retry_delay=0.01, retry_max_delay=0.05)
 
 
 @pytest.fixture

@@ -71,7 +71,16 @@ class AsyncSessionScope:
     used once: call ``session_scope()`` again for another.
     """
 
-    __slots__ = ("_frame", "_kind", "_manager", "_options", "_parent", "_savepoint", "_started")
+    __slots__ = (
+        "_frame",
+        "_kind",
+        "_manager",
+        "_options",
+        "_parent",
+        "_savepoint",
+        "_started",
+        "connecting",
+    )
 
     def __init__(
         self,
@@ -87,6 +96,9 @@ class AsyncSessionScope:
         self._kind = _OWN
         self._savepoint: AsyncSessionTransaction | None = None
         self._started = 0.0
+        # True while the scope gets its connection: an error then means that
+        # nothing was done yet, whatever the driver says.
+        self.connecting = False
 
     @property
     def opens_transaction(self) -> bool:
@@ -140,12 +152,14 @@ class AsyncSessionScope:
                 manager.monitor.session_opened()
                 self._started = time.perf_counter()
             try:
+                self.connecting = True
                 await session.connection(execution_options=options.execution_options)
+                self.connecting = False
                 if options.read_only:
                     await session.execute(text(manager.read_only_on))
             except Exception as error:
                 await run_shielded(self._close, session)
-                reason = transient_reason(error)
+                reason = transient_reason(error, connecting=True)
                 if reason != "connection" or attempt >= options.connect_retries:
                     raise
                 attempt += 1

@@ -103,7 +103,7 @@ def session_function(
             except Exception as error:
                 if not scope.opens_transaction:
                     raise  # only the caller owning the transaction may re-run it
-                reason = retry_reason(error, retry.retry_on, retry.idempotent)
+                reason = retry_reason(error, retry.retry_on, retry.idempotent, scope.connecting)
                 if reason is None:
                     raise
                 if attempt >= retry.attempts:

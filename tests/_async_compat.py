@@ -1,0 +1,24 @@
+"""Test helpers that differ by flavour, async side (the sync twin is _sync_compat.py).
+
+Generated tests import ``tests._async_compat``; the generator maps it to
+``tests._sync_compat``, where the same names use threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Barrier = asyncio.Barrier
+Event = asyncio.Event
+
+
+async def run_concurrently(*workers: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run the workers at the same time; their results, or the exceptions they raised."""
+    return list(await asyncio.gather(*(worker() for worker in workers), return_exceptions=True))
+
+
+async def wait_for_barrier(barrier: asyncio.Barrier) -> None:
+    async with asyncio.timeout(5):  # a worker that never arrives fails the test, not hangs it
+        await barrier.wait()
