@@ -109,7 +109,10 @@ class FaultProxy:
         self._call(self._cut_all())
 
     def refuse(self, refusing: bool = True) -> None:
-        """While refusing, accept new connections and close them at once."""
+        """While refusing, close each new connection once the client has spoken.
+
+        As if the server were unreachable; open connections are left alone.
+        """
         self._refusing = refusing
 
     @property
@@ -183,6 +186,9 @@ class FaultProxy:
         writers = [client]
         try:
             if self._refusing:
+                # Read the client's first message before closing: then it always sees
+                # a plain close, not a reset whose timing varies from run to run.
+                await asyncio.wait_for(client_reader.read(65536), _TIMEOUT)
                 return
             server_reader, server = await asyncio.open_connection(*self.target)
             writers.append(server)
@@ -195,7 +201,7 @@ class FaultProxy:
                 )
             finally:
                 self._links.discard(link)
-        except OSError:
+        except OSError:  # also TimeoutError
             pass  # the server is unreachable: the client sees its connection closed
         finally:
             for writer in writers:

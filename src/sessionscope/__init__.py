@@ -14,6 +14,7 @@ from .config import SessionConfig
 from .context import current_session, on_commit, on_rollback, set_default_manager
 from .errors import (
     CommitOutcomeUnknownError,
+    ConcurrentSessionUseError,
     ConfigurationError,
     NoActiveSessionError,
     SessionScopeError,
@@ -36,6 +37,7 @@ __all__ = [
     "AsyncSessionManager",
     "AsyncSessionScope",
     "CommitOutcomeUnknownError",
+    "ConcurrentSessionUseError",
     "ConfigurationError",
     "NoActiveSessionError",
     "SessionConfig",

@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import ConcurrentSessionUseError
+
 # SQLAlchemy 2.0 imports greenlet only when an async call is made: import it
 # here so that a missing greenlet fails at import, where the install hint is given.
 importlib.import_module("greenlet")
@@ -38,6 +40,7 @@ __all__ = [
     "Outcome",
     "async_sessionmaker",
     "call_maybe_async",
+    "guarded_session_class",
     "create_async_engine",
     "current_owner",
     "is_flavour_function",
@@ -55,6 +58,77 @@ Outcome = Coroutine[Any, Any, _R]
 """What calling a decorated function returns: a coroutine in this flavour."""
 
 sleep = asyncio.sleep
+
+
+# The AsyncSession methods that run an operation: one task at a time may be in them.
+_OPERATIONS = (
+    "connection",
+    "delete",
+    "execute",
+    "flush",
+    "get",
+    "get_one",
+    "merge",
+    "refresh",
+    "rollback",
+    "commit",
+    "run_sync",
+    "scalar",
+    "scalars",
+    "stream",
+    "stream_scalars",
+)
+
+
+class _OneTaskAtATime:
+    """Mixed into the session classes managers use: a second task entering an
+    operation while another task is inside one gets ConcurrentSessionUseError."""
+
+    _sessionscope_user: asyncio.Task[Any] | None = None
+    _sessionscope_depth = 0
+
+
+def _guard(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+    async def operation(self: Any, *args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        user = self._sessionscope_user
+        if user is not None and user is not task:
+            raise ConcurrentSessionUseError(
+                f"AsyncSession.{name}() was called by {_task_name(task)!r} while "
+                f"{_task_name(user)!r} is inside an operation on the same session; a session "
+                "runs one operation at a time: give each task its own scope"
+            )
+        self._sessionscope_user = task
+        self._sessionscope_depth += 1
+        try:
+            return await getattr(super(_OneTaskAtATime, self), name)(*args, **kwargs)
+        finally:
+            self._sessionscope_depth -= 1
+            if not self._sessionscope_depth:
+                self._sessionscope_user = None
+
+    operation.__name__ = operation.__qualname__ = name
+    return operation
+
+
+for _name in _OPERATIONS:
+    setattr(_OneTaskAtATime, _name, _guard(_name))
+
+
+def _task_name(task: asyncio.Task[Any] | None) -> str:
+    return task.get_name() if task is not None else "code outside any task"
+
+
+_guarded_classes: dict[type[Any], type[Any]] = {}
+
+
+def guarded_session_class(cls: type[AsyncSession]) -> type[AsyncSession]:
+    """``cls`` with the one-task-at-a-time guard (made once per class)."""
+    guarded = _guarded_classes.get(cls)
+    if guarded is None:
+        guarded = type(cls.__name__, (_OneTaskAtATime, cls), {"__module__": cls.__module__})
+        _guarded_classes[cls] = guarded
+    return guarded
 
 
 def current_owner() -> object:

@@ -23,6 +23,7 @@ __all__ = [
     "Outcome",
     "Session",
     "call_maybe_async",
+    "guarded_session_class",
     "SessionTransaction",
     "create_engine",
     "current_owner",
@@ -42,6 +43,11 @@ Outcome = Annotated[_R, "returned as is"]
 """What calling a decorated function returns: its own result in this flavour."""
 
 sleep = time.sleep
+
+
+def guarded_session_class(cls: type[Session]) -> type[Session]:
+    """Sync sessions are used by one thread at a time by construction: no guard."""
+    return cls
 
 
 def current_owner() -> object:

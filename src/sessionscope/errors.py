@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CommitOutcomeUnknownError",
+    "ConcurrentSessionUseError",
     "ConfigurationError",
     "NoActiveSessionError",
     "SessionScopeError",
@@ -42,4 +43,13 @@ class TransactionRolledBackError(SessionScopeError):
     Raised when an exception left a joined scope, marking the transaction
     rollback-only, and some code in between swallowed it. The exception that
     marked it is chained as ``__cause__``.
+    """
+
+
+class ConcurrentSessionUseError(SessionScopeError, RuntimeError):
+    """One AsyncSession was used by two tasks at once.
+
+    A session and its connection run one operation at a time; interleaving two
+    tasks' statements in one transaction silently mixes their work. Give each
+    task its own scope (a task started inside a scope does not join it).
     """

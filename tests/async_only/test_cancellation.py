@@ -94,6 +94,7 @@ async def test_a_timeout_during_commit_still_returns_the_connection(
         with database.observer.begin() as connection:
             connection.execute(text("DROP TRIGGER slow_commit ON users"))
             connection.execute(text("DROP FUNCTION slow_commit()"))
+    assert manager.monitor.snapshot()["commit_outcome_unknown"] == 1
     # The drivers send a cancel request when the task is cancelled: the server
     # aborts the COMMIT. Wait until the backend is gone before looking.
     await manager.dispose()  # no client backend left: the server has finished with COMMIT

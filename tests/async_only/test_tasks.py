@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sessionscope import AsyncSessionManager, NoActiveSessionError, current_session
+from sessionscope import (
+    AsyncSessionManager,
+    ConcurrentSessionUseError,
+    NoActiveSessionError,
+    current_session,
+)
 from tests.models import User
 from tests.support import Database
 
@@ -33,3 +39,24 @@ async def test_a_task_started_inside_a_scope_gets_its_own_session(
             assert await asyncio.create_task(current()) is None
             raise RuntimeError("the parent rolls back; the task committed on its own")
     assert database.names() == ["from a task"]
+
+
+async def test_one_session_used_by_two_tasks_at_once_is_refused(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    slow = (
+        "SELECT pg_sleep(0.3)"
+        if database.is_postgres
+        else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)"
+        " SELECT count(*) FROM c"
+    )
+    async with manager.session_scope() as session:
+        session.add(User(name="ada"))
+        first = asyncio.create_task(session.execute(text(slow)))
+        await asyncio.sleep(0.05)  # the first task is now inside execute()
+        with pytest.raises(ConcurrentSessionUseError, match="one operation at a time"):
+            await asyncio.create_task(session.execute(select(User)))
+        await first
+        # One task after the other is fine.
+        await asyncio.create_task(session.execute(select(User)))
+    assert database.names() == ["ada"]

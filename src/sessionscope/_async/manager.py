@@ -17,6 +17,7 @@ from .._async_compat import (
     Outcome,
     async_sessionmaker,
     create_async_engine,
+    guarded_session_class,
     other_flavour,
     sync_engine_of,
 )
@@ -257,7 +258,12 @@ def _own_sessionmaker(
     """Our sessionmaker: the borrowed one's settings, objects that stay readable after
     commit, and sessions that cannot be used again once closed."""
     if borrowed is None:
-        return async_sessionmaker(bind, expire_on_commit=False, close_resets_only=False)
+        return async_sessionmaker(
+            bind,
+            class_=guarded_session_class(AsyncSession),
+            expire_on_commit=False,
+            close_resets_only=False,
+        )
     settings = dict(borrowed.kw)
     settings.update(expire_on_commit=False, close_resets_only=False)
-    return async_sessionmaker(class_=borrowed.class_, **settings)
+    return async_sessionmaker(class_=guarded_session_class(borrowed.class_), **settings)

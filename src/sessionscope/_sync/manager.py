@@ -20,6 +20,7 @@ from .._sync_compat import (
     Outcome,
     Session,
     create_engine,
+    guarded_session_class,
     other_flavour,
     sessionmaker,
     sync_engine_of,
@@ -256,7 +257,12 @@ def _own_sessionmaker(borrowed: sessionmaker[Any] | None, bind: Any) -> sessionm
     """Our sessionmaker: the borrowed one's settings, objects that stay readable after
     commit, and sessions that cannot be used again once closed."""
     if borrowed is None:
-        return sessionmaker(bind, expire_on_commit=False, close_resets_only=False)
+        return sessionmaker(
+            bind,
+            class_=guarded_session_class(Session),
+            expire_on_commit=False,
+            close_resets_only=False,
+        )
     settings = dict(borrowed.kw)
     settings.update(expire_on_commit=False, close_resets_only=False)
-    return sessionmaker(class_=borrowed.class_, **settings)
+    return sessionmaker(class_=guarded_session_class(borrowed.class_), **settings)
