@@ -372,3 +372,14 @@ async def test_a_stale_wal_snapshot_busy_snapshot_is_retried(database: Database)
     assert calls == [1, 1]
     assert reasons(manager) == {"sqlite_busy": 1}
     assert database.names() == ["other", "saw 1"]
+
+
+@on_postgres()
+async def test_with_pool_pre_ping_a_with_block_survives_a_restart(database: Database) -> None:
+    async with AsyncSessionManager(database.url, pool_pre_ping=True) as manager:
+        async with manager.session_scope() as session:
+            session.add(User(name="before"))
+        database.pg_server.restart()
+        async with manager.session_scope() as session:
+            session.add(User(name="after"))
+    assert database.names() == ["after", "before"]

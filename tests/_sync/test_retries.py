@@ -369,3 +369,14 @@ def test_a_stale_wal_snapshot_busy_snapshot_is_retried(database: Database) -> No
     assert calls == [1, 1]
     assert reasons(manager) == {"sqlite_busy": 1}
     assert database.names() == ["other", "saw 1"]
+
+
+@on_postgres()
+def test_with_pool_pre_ping_a_with_block_survives_a_restart(database: Database) -> None:
+    with SessionManager(database.url, pool_pre_ping=True) as manager:
+        with manager.session_scope() as session:
+            session.add(User(name="before"))
+        database.pg_server.restart()
+        with manager.session_scope() as session:
+            session.add(User(name="after"))
+    assert database.names() == ["after", "before"]
