@@ -39,20 +39,17 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-_SSL_REQUEST = 80877103  # request codes of the untyped messages a client may open with
-_GSSENC_REQUEST = 80877104
+_ENCRYPTION_REQUESTS = (80877103, 80877104)  # the codes of SSLRequest and GSSENCRequest
 _TIMEOUT = 10.0  # seconds; nothing in a test should take longer
 
 
 class _Link:
     """One client connection and the proxy's connection to the server for it."""
 
-    def __init__(
-        self, task: asyncio.Task[None], client: asyncio.StreamWriter, server: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, task: asyncio.Task[None], client: Any, server: Any) -> None:
         self.task = task
-        self.client = client
-        self.server = server
+        self.client: asyncio.StreamWriter = client
+        self.server: asyncio.StreamWriter = server
         self.cut = False
         self.swallowed = bytearray()  # what the server sent after the cut
 
@@ -124,7 +121,7 @@ class FaultProxy:
     def wait_server_done(self, timeout: float = _TIMEOUT) -> None:
         """Block until the server has closed every cut connection.
 
-        Then their backends have finished what they were sent and have exited. (From
+        Then their backends have done what they were sent and are gone. (From
         an async test: ``await asyncio.to_thread(proxy.wait_server_done)``.)
         """
         self._call(self._wait_cut_links(), timeout)
@@ -178,7 +175,7 @@ class FaultProxy:
 
     # -- the proxy's loop -----------------------------------------------------------
 
-    async def _serve(self, client_reader: Any, client: asyncio.StreamWriter) -> None:
+    async def _serve(self, client_reader: asyncio.StreamReader, client: Any) -> None:
         """One client connection, from accept to close."""
         task = asyncio.current_task()
         assert task is not None
@@ -201,8 +198,8 @@ class FaultProxy:
                 )
             finally:
                 self._links.discard(link)
-        except OSError:  # also TimeoutError
-            pass  # the server is unreachable: the client sees its connection closed
+        except OSError:  # the server is unreachable, or (refusing) the client was silent
+            pass  # either way the client sees its connection closed
         finally:
             for writer in writers:
                 writer.close()
@@ -228,10 +225,7 @@ class FaultProxy:
                 while (size := _message_size(buffer, started)) is not None:
                     message = bytes(buffer[:size])
                     del buffer[:size]
-                    if not started and int.from_bytes(message[4:8]) in (
-                        _SSL_REQUEST,
-                        _GSSENC_REQUEST,
-                    ):
+                    if not started and int.from_bytes(message[4:8]) in _ENCRYPTION_REQUESTS:
                         link.client.write(b"N")  # "no encryption": carry on in clear text
                         continue
                     started = True
