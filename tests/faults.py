@@ -60,7 +60,8 @@ class FaultProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.fired = threading.Event()  # set when an armed one-shot fault has cut
-        self._fault: tuple[bool, re.Pattern[bytes]] | None = None  # (forward first?, marker)
+        # The armed one-shot fault: (what to do, marker, delay in seconds).
+        self._fault: tuple[str, re.Pattern[bytes], float] | None = None
         self._fired_link: _Link | None = None
         self._refusing = False
         self._links: set[_Link] = set()
@@ -89,17 +90,25 @@ class FaultProxy:
 
         The server executes that statement; its reply never reaches the client.
         """
-        self._arm(True, marker)
+        self._arm("cut after", marker)
 
     def cut_before_forwarding(self, marker: bytes) -> None:
         """One shot: drop the next message with ``marker`` and cut its connection."""
-        self._arm(False, marker)
+        self._arm("cut before", marker)
 
-    def _arm(self, forward: bool, marker: bytes) -> None:
+    def delay_forwarding(self, marker: bytes, seconds: float) -> None:
+        """One shot: hold the next message with ``marker`` for ``seconds``, then forward it.
+
+        The client waits for the reply meanwhile: a window to cancel it in.
+        """
+        self._arm("delay", marker, seconds)
+
+    def _arm(self, action: str, marker: bytes, seconds: float = 0.0) -> None:
         self.fired.clear()
         # Plain assignments: the loop thread reads them between two reads of a socket.
         self._fired_link = None
-        self._fault = (forward, re.compile(rb"(?<!\w)%s(?!\w)" % re.escape(marker), re.I))
+        pattern = re.compile(rb"(?<!\w)%s(?!\w)" % re.escape(marker), re.I)
+        self._fault = (action, pattern, seconds)
 
     def cut_all(self) -> None:
         """Cut every open connection now, as a network failure would."""
@@ -232,11 +241,17 @@ class FaultProxy:
                     fault = self._fault
                     if fault and message[:1] in (b"Q", b"P") and fault[1].search(message[5:]):
                         self._fault = None
-                        link.server.write(out + message if fault[0] else out)
                         self._fired_link = link
-                        self._cut(link)
                         self.fired.set()
-                        return
+                        action, _, seconds = fault
+                        if action == "delay":
+                            link.server.write(out)
+                            out = bytearray()
+                            await asyncio.sleep(seconds)
+                        else:
+                            link.server.write(out + message if action == "cut after" else out)
+                            self._cut(link)
+                            return
                     out += message
                 if out:
                     link.server.write(out)

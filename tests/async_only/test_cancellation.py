@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import anyio
 import pytest
 from sqlalchemy import text
 
 from sessionscope import AsyncSessionManager
+from tests.faults import FaultProxy
 from tests.models import User
 from tests.support import Database
 
@@ -25,8 +27,8 @@ SLOW_SQLITE_INSERT = (
 )
 
 
-def slow_statement(database: Database) -> str:
-    return "SELECT pg_sleep(5)" if database.is_postgres else SLOW_SQLITE_INSERT
+def slow_statement(database: Database, seconds: int = 5) -> str:
+    return "SELECT pg_sleep(%d)" % seconds if database.is_postgres else SLOW_SQLITE_INSERT
 
 
 async def test_a_timeout_in_the_body_rolls_back_and_propagates(
@@ -100,3 +102,42 @@ async def test_a_timeout_during_commit_still_returns_the_connection(
     await manager.dispose()  # no client backend left: the server has finished with COMMIT
     await asyncio.sleep(1.2)  # longer than the trigger's sleep, in case it had not
     assert database.count() == 0
+
+
+@pytest.mark.parametrize("backend", ["psycopg", "asyncpg"], indirect=True)
+async def test_a_timeout_during_rollback_lets_the_cleanup_finish(database: Database) -> None:
+    with FaultProxy(database.pg_server.host, database.pg_server.port) as proxy:
+        manager = AsyncSessionManager(proxy.url(database.url))
+        try:
+            proxy.delay_forwarding(b"ROLLBACK", 0.5)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    async with manager.session_scope() as session:
+                        session.add(User(name="ada"))
+                        await session.flush()
+                        raise LookupError("the body fails: the scope rolls back")
+            assert proxy.fired.is_set()  # the timeout fired while ROLLBACK was held back
+            assert time.monotonic() - started >= 0.45  # and the cleanup still ran to its end
+            assert manager.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        finally:
+            await manager.dispose()
+    assert database.count() == 0
+    assert database.idle_in_transaction() == 0
+
+
+async def test_an_anyio_cancel_scope_cancels_a_scope_cleanly(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    with anyio.move_on_after(0.3) as cancel_scope:
+        async with manager.session_scope() as session:
+            session.add(User(name="ada"))
+            await session.flush()
+            # anyio cancels again and again: the drivers then close the connection
+            # instead of cancelling the statement, which PostgreSQL runs to its end.
+            await session.execute(text(slow_statement(database, seconds=1)))
+    assert cancel_scope.cancelled_caught
+    assert database.count() == 0
+    async with manager.session_scope() as session:
+        session.add(User(name="bob"))
+    assert database.names() == ["bob"]
