@@ -28,7 +28,7 @@ SLOW_SQLITE_INSERT = (
 
 
 def slow_statement(database: Database, seconds: int = 5) -> str:
-    return "SELECT pg_sleep(%d)" % seconds if database.is_postgres else SLOW_SQLITE_INSERT
+    return f"SELECT pg_sleep({seconds})" if database.is_postgres else SLOW_SQLITE_INSERT
 
 
 async def test_a_timeout_in_the_body_rolls_back_and_propagates(
