@@ -96,6 +96,28 @@ def test_retry_on_extends_and_overrides_the_table(
     assert calls == [1]
 
 
+def test_the_connection_is_back_in_the_pool_before_the_backoff(
+    manager: SessionManager,
+) -> None:
+    checked_out_when_deciding: list[int] = []
+
+    class Flaky(Exception):
+        pass
+
+    def decide(error: BaseException) -> bool:
+        checked_out_when_deciding.append(manager.engine.pool.checkedout())  # type: ignore[attr-defined]
+        return isinstance(error, Flaky)
+
+    @manager.with_session(retry_attempts=2, retry_on=decide, **FAST)
+    def flaky(session: Session) -> None:
+        session.execute(select(1))  # holds a connection
+        raise Flaky
+
+    with pytest.raises(Flaky):
+        flaky()
+    assert checked_out_when_deciding == [0, 0, 0]
+
+
 def test_exhausted_retries_raise_the_last_error_with_a_note_or_call_the_fallback(
     manager: SessionManager, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
