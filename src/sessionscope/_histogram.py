@@ -34,6 +34,19 @@ class Histogram:
         if seconds > self.max:
             self.max = seconds
 
+    def copy(self) -> Histogram:
+        twin = Histogram()
+        twin.buckets = list(self.buckets)
+        twin.count, twin.total, twin.max = self.count, self.total, self.max
+        return twin
+
+    def count_at_most(self, bound: float) -> int:
+        """How many samples were at most ``bound`` (to within one bucket, ~4%)."""
+        if bound <= _SMALLEST:
+            return self.buckets[0]
+        last = min(_BUCKETS - 1, int(math.log(bound / _SMALLEST) / _LOG_GROWTH))
+        return sum(self.buckets[: last + 1])
+
     def percentile(self, fraction: float) -> float:
         """The upper bound of the bucket holding the given fraction of samples."""
         if not self.count:

@@ -49,6 +49,7 @@ class Level:
         "read_only",
         "rollback_cause",
         "rollback_only",
+        "transaction_id",
     )
 
     def __init__(
@@ -57,8 +58,10 @@ class Level:
         is_async: bool,
         read_only: bool = False,
         isolation_level: str | None = None,
+        transaction_id: int = 0,
     ) -> None:
         self.parent = parent
+        self.transaction_id = transaction_id  # the manager's number for the transaction
         self.is_async = is_async
         self.read_only = read_only
         self.isolation_level = isolation_level

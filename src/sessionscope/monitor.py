@@ -2,31 +2,59 @@
 
 Counters are updated under one lock, so figures from many threads and tasks
 add up exactly; durations go into fixed-size histograms, so memory stays
-constant however many transactions run. A manager with
-``enable_monitoring=False`` never calls the recording methods at all.
+constant however many transactions run. Listeners receive every event as a
+:class:`MonitorEvent` (the base for exporters). A manager with
+``enable_monitoring=False`` never calls the recording methods at all: no
+clock is read and no lock is taken.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ._histogram import Histogram
 
-__all__ = ["SessionMonitor"]
+__all__ = ["EVENT_KINDS", "MonitorEvent", "SessionMonitor"]
 
-_COUNTERS = (
-    "sessions_opened",
-    "sessions_closed",
-    "committed",
-    "rolled_back",
-    "savepoints_opened",
-    "savepoints_released",
-    "savepoints_rolled_back",
-    "retries",
-    "commit_outcome_unknown",
+logger = logging.getLogger("sessionscope")
+
+EVENT_KINDS = (
+    "session_opened",
+    "session_closed",
+    "connection_acquired",  # duration: the wait for a connection from the pool
+    "committed",  # duration: the transaction's, from the session's opening to its commit
+    "rolled_back",  # duration, reason (the cause), error
+    "savepoint_opened",
+    "savepoint_released",
+    "savepoint_rolled_back",
+    "retry",  # attempt, reason, error
+    "commit_outcome_unknown",  # error
+    "slow_transaction",  # duration
 )
+
+# Why a transaction was rolled back.
+ROLLBACK_CAUSES = ("exception", "rollback_only", "commit_failed", "not_committed")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MonitorEvent:
+    """One thing that happened, as listeners receive it."""
+
+    kind: str
+    manager: str
+    transaction_id: int | None = None
+    duration: float | None = None
+    attempt: int | None = None
+    reason: str | None = None
+    error: BaseException | None = None
+
+
+Listener = Callable[[MonitorEvent], object]
 
 
 class SessionMonitor:
@@ -37,53 +65,135 @@ class SessionMonitor:
         self.enabled = enabled
         self._pool = pool
         self._lock = threading.Lock()
+        self._listeners: tuple[Listener, ...] = ()
         self.reset()
 
     def reset(self) -> None:
         """Set every counter and histogram back to zero (pool figures are always live)."""
         with self._lock:
-            self._counts = dict.fromkeys(_COUNTERS, 0)
-            self._errors: dict[str, int] = {}
+            self._counts: dict[str, int] = dict.fromkeys(EVENT_KINDS, 0)
+            self._rollback_causes: dict[str, int] = dict.fromkeys(ROLLBACK_CAUSES, 0)
             self._retry_reasons: dict[str, int] = {}
+            self._errors: dict[str, int] = {}
             self._durations = Histogram()
+            self._waits = Histogram()
 
-    # Recording, called by scopes of the manager (only when monitoring is enabled).
+    # -- listeners ---------------------------------------------------------------------
 
-    def session_opened(self) -> None:
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event)`` for every event, in the thread or task that caused it.
+
+        Listeners run in the hot path of every transaction: keep them quick. A
+        coroutine function is refused (nothing would await it there); from
+        async code, hand events to a queue instead, e.g.
+        ``monitor.add_listener(queue.put_nowait)`` with an ``asyncio.Queue``
+        consumed by a task of yours. A listener that raises is logged and the
+        transaction goes on.
+        """
+        if not callable(listener):
+            raise TypeError(f"add_listener() takes a callable, got {listener!r}")
+        if inspect.iscoroutinefunction(listener):
+            raise TypeError(
+                f"{listener!r} is a coroutine function: listeners are called, never awaited; "
+                "pass a plain function (e.g. an asyncio.Queue's put_nowait)"
+            )
         with self._lock:
-            self._counts["sessions_opened"] += 1
+            self._listeners = (*self._listeners, listener)
 
-    def session_closed(self) -> None:
+    def remove_listener(self, listener: Listener) -> None:
         with self._lock:
-            self._counts["sessions_closed"] += 1
+            if listener not in self._listeners:
+                raise ValueError(f"{listener!r} is not a listener of this monitor")
+            remaining = list(self._listeners)
+            remaining.remove(listener)
+            self._listeners = tuple(remaining)
 
-    def transaction_ended(self, committed: bool, duration: float) -> None:
+    def _emit(self, kind: str, **fields: Any) -> None:
+        event = MonitorEvent(kind, self.name, **fields)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("[%s] monitor listener %r failed", self.name, listener)
+
+    # -- recording: called by the manager's scopes when monitoring is enabled ----------
+
+    def _count(self, kind: str) -> None:
         with self._lock:
-            self._counts["committed" if committed else "rolled_back"] += 1
+            self._counts[kind] += 1
+
+    def session_opened(self, transaction_id: int) -> None:
+        self._count("session_opened")
+        if self._listeners:
+            self._emit("session_opened", transaction_id=transaction_id)
+
+    def session_closed(self, transaction_id: int) -> None:
+        self._count("session_closed")
+        if self._listeners:
+            self._emit("session_closed", transaction_id=transaction_id)
+
+    def connection_acquired(self, wait: float, transaction_id: int) -> None:
+        with self._lock:
+            self._counts["connection_acquired"] += 1
+            self._waits.add(wait)
+        if self._listeners:
+            self._emit("connection_acquired", transaction_id=transaction_id, duration=wait)
+
+    def committed(self, duration: float, transaction_id: int) -> None:
+        with self._lock:
+            self._counts["committed"] += 1
             self._durations.add(duration)
+        if self._listeners:
+            self._emit("committed", transaction_id=transaction_id, duration=duration)
 
-    def savepoint(self, event: str) -> None:
+    def rolled_back(
+        self, duration: float, transaction_id: int, cause: str, error: BaseException | None
+    ) -> None:
+        """``cause`` is one of ``ROLLBACK_CAUSES``; ``error`` what caused it, if anything."""
+        with self._lock:
+            self._counts["rolled_back"] += 1
+            self._rollback_causes[cause] += 1
+            self._durations.add(duration)
+            if error is not None:
+                name = type(error).__qualname__
+                self._errors[name] = self._errors.get(name, 0) + 1
+        if self._listeners:
+            self._emit(
+                "rolled_back",
+                transaction_id=transaction_id,
+                duration=duration,
+                reason=cause,
+                error=error,
+            )
+
+    def savepoint(self, event: str, transaction_id: int | None) -> None:
         """``event`` is ``"opened"``, ``"released"`` or ``"rolled_back"``."""
-        with self._lock:
-            self._counts["savepoints_" + event] += 1
+        kind = "savepoint_" + event
+        self._count(kind)
+        if self._listeners:
+            self._emit(kind, transaction_id=transaction_id)
 
-    def retried(self, reason: str) -> None:
+    def retried(self, reason: str, attempt: int, error: BaseException) -> None:
         with self._lock:
-            self._counts["retries"] += 1
+            self._counts["retry"] += 1
             self._retry_reasons[reason] = self._retry_reasons.get(reason, 0) + 1
+        if self._listeners:
+            self._emit("retry", attempt=attempt, reason=reason, error=error)
 
-    def commit_outcome_unknown(self, exc: BaseException) -> None:
-        name = type(exc).__qualname__
+    def commit_outcome_unknown(self, error: BaseException, transaction_id: int) -> None:
+        name = type(error).__qualname__
         with self._lock:
             self._counts["commit_outcome_unknown"] += 1
             self._errors[name] = self._errors.get(name, 0) + 1
+        if self._listeners:
+            self._emit("commit_outcome_unknown", transaction_id=transaction_id, error=error)
 
-    def error(self, exc: BaseException) -> None:
-        name = type(exc).__qualname__
-        with self._lock:
-            self._errors[name] = self._errors.get(name, 0) + 1
+    def slow_transaction(self, duration: float, transaction_id: int) -> None:
+        self._count("slow_transaction")
+        if self._listeners:
+            self._emit("slow_transaction", transaction_id=transaction_id, duration=duration)
 
-    # Reading.
+    # -- reading -----------------------------------------------------------------------
 
     def pool_status(self) -> dict[str, int | None]:
         """The pool's size, checked-in, checked-out and overflow, read live."""
@@ -103,31 +213,45 @@ class SessionMonitor:
         }
 
     def snapshot(self) -> dict[str, Any]:
+        """Every figure, as plain numbers, strings and dicts (``json.dumps`` takes it)."""
         with self._lock:
             counts = dict(self._counts)
+            causes = dict(self._rollback_causes)
+            reasons = dict(self._retry_reasons)
             errors = dict(self._errors)
-            retry_reasons = dict(self._retry_reasons)
             durations = self._durations.summary()
+            waits = self._waits.summary()
         return {
             "manager": self.name,
             "enabled": self.enabled,
             "sessions": {
-                "opened": counts["sessions_opened"],
-                "closed": counts["sessions_closed"],
-                "active": counts["sessions_opened"] - counts["sessions_closed"],
+                "opened": counts["session_opened"],
+                "closed": counts["session_closed"],
+                "active": counts["session_opened"] - counts["session_closed"],
             },
             "transactions": {
                 "committed": counts["committed"],
                 "rolled_back": counts["rolled_back"],
+                "rolled_back_by_cause": causes,
+                "slow": counts["slow_transaction"],
             },
             "savepoints": {
-                "opened": counts["savepoints_opened"],
-                "released": counts["savepoints_released"],
-                "rolled_back": counts["savepoints_rolled_back"],
+                "opened": counts["savepoint_opened"],
+                "released": counts["savepoint_released"],
+                "rolled_back": counts["savepoint_rolled_back"],
             },
-            "retries": {"total": counts["retries"], "by_reason": retry_reasons},
+            "retries": {"total": counts["retry"], "by_reason": reasons},
             "commit_outcome_unknown": counts["commit_outcome_unknown"],
             "errors": errors,
             "transaction_duration": durations,
+            "connection_wait": waits,
             "pool": self.pool_status(),
         }
+
+    def histograms(self) -> dict[str, Histogram]:
+        """Copies of the duration histograms, for exporters that publish buckets."""
+        with self._lock:
+            return {
+                "transaction_duration": self._durations.copy(),
+                "connection_wait": self._waits.copy(),
+            }

@@ -25,7 +25,7 @@ async def wait_before_retry(
     """Back off before retry number ``attempt`` (the failed session is already closed)."""
     delay = backoff_delay(attempt, retry.delay, retry.max_delay, retry.jitter)
     if manager.monitoring:
-        manager.monitor.retried(reason)
+        manager.monitor.retried(reason, attempt, error)
     manager.log(
         logging.WARNING,
         "retry %d of %d in %.3f s after %s: %r",

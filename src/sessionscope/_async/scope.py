@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -123,17 +124,21 @@ class AsyncSessionScope:
             frame = await self._open_session(owner)
         else:
             _check_joinable(parent.level, options)
+            level = parent.level
             if propagation == "nested":
                 self._kind = _SAVEPOINT
                 self._savepoint = await parent.session.begin_nested()
                 level = Level(
-                    parent.level, IS_ASYNC, parent.level.read_only, parent.level.isolation_level
+                    level,
+                    IS_ASYNC,
+                    level.read_only,
+                    level.isolation_level,
+                    level.transaction_id,
                 )
                 if manager.monitoring:
-                    manager.monitor.savepoint("opened")
+                    manager.monitor.savepoint("opened", level.transaction_id)
             else:
                 self._kind = _JOINED
-                level = parent.level
             frame = Frame(manager, parent.session, level, innermost.get(), owner)
         self._frame = frame
         innermost.set(frame)
@@ -148,17 +153,22 @@ class AsyncSessionScope:
         attempt = 0
         while True:
             session = manager.sessionmaker()
+            transaction_id = next(manager.transaction_ids)
+            manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
             if manager.monitoring:
-                manager.monitor.session_opened()
+                manager.monitor.session_opened(transaction_id)
                 self._started = time.perf_counter()
             try:
                 self.connecting = True
                 await session.connection(execution_options=options.execution_options)
                 self.connecting = False
+                if manager.monitoring:
+                    wait = time.perf_counter() - self._started
+                    manager.monitor.connection_acquired(wait, transaction_id)
                 if options.read_only:
                     await session.execute(text(manager.read_only_on))
             except Exception as error:
-                await run_shielded(self._close, session)
+                await run_shielded(self._close, session, transaction_id)
                 reason = transient_reason(error, connecting=True)
                 if reason != "connection" or attempt >= options.connect_retries:
                     raise
@@ -166,9 +176,11 @@ class AsyncSessionScope:
                 await wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
                 continue
             except BaseException:
-                await run_shielded(self._close, session)
+                await run_shielded(self._close, session, transaction_id)
                 raise
-            level = Level(None, IS_ASYNC, options.read_only, options.isolation_level)
+            level = Level(
+                None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
+            )
             return Frame(manager, session, level, innermost.get(), owner)
 
     async def __aexit__(
@@ -200,7 +212,7 @@ class AsyncSessionScope:
                 raise
             level.hand_up()
             if manager.monitoring:
-                manager.monitor.savepoint("released")
+                manager.monitor.savepoint("released", level.transaction_id)
             return
         cause = exc if exc is not None else level.rollback_cause
         await self._rollback_savepoint(savepoint, level, cause)
@@ -214,6 +226,7 @@ class AsyncSessionScope:
         self, savepoint: AsyncSessionTransaction, level: Level, cause: BaseException | None
     ) -> None:
         manager = self._manager
+        transaction_id = level.transaction_id
         try:
             await run_shielded(savepoint.rollback)
         except BaseException as rollback_error:
@@ -222,37 +235,43 @@ class AsyncSessionScope:
             level.parent.mark_rollback_only(rollback_error)
             if not isinstance(rollback_error, Exception):
                 raise
-            manager.log(logging.ERROR, "rollback to savepoint failed: %r", rollback_error)
+            manager.log(
+                logging.ERROR,
+                "rollback to savepoint failed: %r",
+                rollback_error,
+                transaction_id=transaction_id,
+            )
         if manager.monitoring:
-            manager.monitor.savepoint("rolled_back")
-        if cause is not None:
-            manager.log(logging.DEBUG, "rolled back to savepoint because of %r", cause)
+            manager.monitor.savepoint("rolled_back", transaction_id)
+        manager.log(
+            logging.DEBUG, "rolled back to savepoint: %r", cause, transaction_id=transaction_id
+        )
         if level.on_rollback:
             await run_callbacks(level.on_rollback, manager.log)
 
     async def _exit_own(
         self, session: AsyncSession, level: Level, exc: BaseException | None
     ) -> None:
-        manager = self._manager
         if exc is None and not level.rollback_only:
             if self._options.auto_commit or not session.in_transaction():
                 await self._commit(session, level)
-                await run_shielded(self._close, session)
-                if manager.monitoring:
-                    manager.monitor.transaction_ended(True, time.perf_counter() - self._started)
+                await run_shielded(self._close, session, level.transaction_id)
+                self._ended(level, None, None)
                 if level.on_commit:
-                    await run_callbacks(level.on_commit, manager.log)
+                    await run_callbacks(level.on_commit, self._manager.log)
                 return
             # auto_commit=False and the body left work uncommitted: discard it.
-            await self._rolled_back(session, level, None)
+            await self._rolled_back(session, level, "not_committed", None)
             return
-        cause = exc if exc is not None else level.rollback_cause
-        await self._rolled_back(session, level, cause)
-        if exc is None:
-            raise TransactionRolledBackError(
-                "the transaction was rolled back because an exception left a joined scope"
-                " (%r) and was swallowed" % (cause,)
-            ) from cause
+        if exc is not None:
+            await self._rolled_back(session, level, "exception", exc)
+            return
+        cause = level.rollback_cause
+        await self._rolled_back(session, level, "rollback_only", cause)
+        raise TransactionRolledBackError(
+            "the transaction was rolled back because an exception left a joined scope"
+            " (%r) and was swallowed" % (cause,)
+        ) from cause
 
     async def _commit(self, session: AsyncSession, level: Level) -> None:
         """Flush, then COMMIT; an error is handled here, and raised."""
@@ -264,7 +283,7 @@ class AsyncSessionScope:
             # COMMIT: only what fails after this line can leave the outcome unknown.
             await session.flush()
         except BaseException as error:
-            await self._rolled_back(session, level, error)
+            await self._rolled_back(session, level, "commit_failed", error)
             raise
         try:
             await session.commit()
@@ -272,36 +291,68 @@ class AsyncSessionScope:
             if not _lost_in_flight(error):
                 # The server answered (a serialization failure, a deferred
                 # constraint): the transaction is definitely rolled back.
-                await self._rolled_back(session, level, error)
+                await self._rolled_back(session, level, "commit_failed", error)
                 raise
+            # Neither callbacks nor a rollback count: nobody knows what happened.
             if manager.monitoring:
-                manager.monitor.commit_outcome_unknown(error)
-            manager.log(logging.ERROR, "COMMIT outcome unknown, connection lost: %r", error)
-            await run_shielded(self._close, session)
+                manager.monitor.commit_outcome_unknown(error, level.transaction_id)
+            manager.log(
+                logging.ERROR,
+                "COMMIT outcome unknown, connection lost while it was in flight: %r",
+                error,
+                transaction_id=level.transaction_id,
+            )
+            await run_shielded(self._close, session, level.transaction_id)
             if isinstance(error, Exception):
                 raise CommitOutcomeUnknownError(
                     "the connection was lost while COMMIT was in flight: the transaction "
                     "may or may not have been committed (%r)" % (error,)
                 ) from error
             raise  # a cancellation reaches the caller unchanged
-        manager.log(logging.DEBUG, "committed")
+        manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
 
     async def _rolled_back(
-        self, session: AsyncSession, level: Level, cause: BaseException | None
+        self, session: AsyncSession, level: Level, cause: str, error: BaseException | None
     ) -> None:
         """Roll back and close (shielded), then run the on_rollback callbacks."""
         manager = self._manager
-        if manager.monitoring:
-            manager.monitor.transaction_ended(False, time.perf_counter() - self._started)
-            if cause is not None:
-                manager.monitor.error(cause)
-        if cause is not None:
-            manager.log(logging.INFO, "rolling back because of %r", cause)
-        await run_shielded(self._close, session, True)
+        manager.log(
+            logging.INFO,
+            "rolling back (%s): %r",
+            cause,
+            error,
+            transaction_id=level.transaction_id,
+        )
+        await run_shielded(self._close, session, level.transaction_id, True)
+        self._ended(level, cause, error)
         if level.on_rollback:
             await run_callbacks(level.on_rollback, manager.log)
 
-    async def _close(self, session: AsyncSession, rollback: bool = False) -> None:
+    def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
+        """Count a transaction that ended (committed if ``cause`` is None); warn if slow."""
+        manager = self._manager
+        if not manager.monitoring:
+            return
+        duration = time.perf_counter() - self._started
+        transaction_id = level.transaction_id
+        if cause is None:
+            manager.monitor.committed(duration, transaction_id)
+        else:
+            manager.monitor.rolled_back(duration, transaction_id, cause, error)
+        if duration >= manager.config.slow_transaction_seconds:
+            manager.monitor.slow_transaction(duration, transaction_id)
+            manager.log(
+                logging.WARNING,
+                "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
+                duration,
+                manager.config.slow_transaction_seconds,
+                _call_site(),
+                transaction_id=transaction_id,
+            )
+
+    async def _close(
+        self, session: AsyncSession, transaction_id: int, rollback: bool = False
+    ) -> None:
         """Return the connection to the pool whatever happens; never raises an Exception."""
         manager = self._manager
         try:
@@ -314,15 +365,20 @@ class AsyncSessionScope:
                     await session.invalidate()
             await _close_when_idle(session)
         except Exception as close_error:
-            manager.log(logging.ERROR, "closing the session failed: %r", close_error)
+            manager.log(
+                logging.ERROR,
+                "closing the session failed: %r",
+                close_error,
+                transaction_id=transaction_id,
+            )
             try:
                 await session.invalidate()
             except Exception:
                 pass
         finally:
             if manager.monitoring:
-                manager.monitor.session_closed()
-            manager.log(logging.DEBUG, "session closed")
+                manager.monitor.session_closed(transaction_id)
+            manager.log(logging.DEBUG, "session closed", transaction_id=transaction_id)
 
 
 async def _close_when_idle(session: AsyncSession) -> None:
@@ -345,6 +401,18 @@ async def _close_when_idle(session: AsyncSession) -> None:
 
 
 _CLOSE_ATTEMPTS = 30  # about five seconds in all
+
+
+def _call_site() -> str:
+    """Where the user's code entered (or is leaving) the scope: the first frame
+    outside sessionscope. While a with-block exits, Python reports the line of
+    its ``with`` statement, so this is also where the scope was opened."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "sessionscope."
+    ):
+        frame = frame.f_back
+    return "%s:%d in %s" % (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
 
 
 def _lost_in_flight(error: BaseException) -> bool:

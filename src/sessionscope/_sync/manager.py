@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -94,6 +95,8 @@ class SessionManager:
         self.monitoring = config.enable_monitoring
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
         self._log_level = config.log_level_number
+        # Numbers for the transactions of this manager, in log records and events.
+        self.transaction_ids = itertools.count(1)
         self._default_options = defaults_from(config)
         # How a with-block retries getting its connection (it cannot re-run its body).
         self.connect_retry = resolve_retry_options(config, {})
@@ -101,10 +104,29 @@ class SessionManager:
     def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.name)
 
-    def log(self, level: int, message: str, *args: object, exc_info: bool = False) -> None:
-        """Log on the ``sessionscope`` logger if ``level`` reaches this manager's log_level."""
+    def log(
+        self,
+        level: int,
+        message: str,
+        *args: object,
+        transaction_id: int | None = None,
+        exc_info: bool = False,
+    ) -> None:
+        """Log on the ``sessionscope`` logger if ``level`` reaches this manager's log_level.
+
+        Records say which manager and transaction they are about, in the text
+        and as the attributes ``sessionscope_manager`` and ``transaction_id``.
+        """
         if level >= self._log_level and logger.isEnabledFor(level):
-            logger.log(level, "[%s] " + message, self.name, *args, exc_info=exc_info)
+            logger.log(
+                level,
+                "[%s tx=%s] " + message,
+                self.name,
+                transaction_id,
+                *args,
+                exc_info=exc_info,
+                extra={"sessionscope_manager": self.name, "transaction_id": transaction_id},
+            )
 
     def session_scope(self, **options: Unpack[ScopeKwargs]) -> SessionScope:
         """A transactional scope; see :class:`AsyncSessionScope` for the nesting rules."""
