@@ -1,0 +1,280 @@
+"""The monitor: counters, listeners, logging, slow transactions, and monitoring off."""
+
+from __future__ import annotations
+
+import json
+import linecache
+import logging
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from sessionscope import (
+    AsyncSessionManager,
+    ConfigurationError,
+    SessionConfig,
+    TransactionRolledBackError,
+    on_commit,
+)
+from sessionscope._async import scope as scope_module
+from sessionscope._async_compat import IS_ASYNC, AsyncSession, sleep
+from sessionscope.monitor import MonitorEvent
+from tests._async_compat import run_concurrently
+from tests.models import User
+from tests.support import Database
+
+
+class Boom(Exception):
+    pass
+
+
+async def test_the_snapshot_counts_every_kind_of_ending(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    async with manager.session_scope() as session:  # committed
+        session.add(User(name="ada"))
+        async with manager.session_scope(propagation="nested"):  # released
+            pass
+        with pytest.raises(Boom):
+            async with manager.session_scope(propagation="nested"):  # rolled back
+                raise Boom
+    with pytest.raises(Boom):
+        async with manager.session_scope():  # exception
+            raise Boom
+    with pytest.raises(TransactionRolledBackError):
+        async with manager.session_scope():  # rollback-only
+            try:
+                async with manager.session_scope():
+                    raise Boom
+            except Boom:
+                pass
+    async with manager.session_scope(auto_commit=False) as session:  # not committed
+        session.add(User(name="bob"))
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        async with manager.session_scope() as session:  # commit failed
+            session.add(User(name="ada"))
+
+    snapshot = manager.monitor.snapshot()
+    assert json.loads(json.dumps(snapshot)) == snapshot
+    assert snapshot["sessions"] == {"opened": 5, "closed": 5, "active": 0}
+    assert snapshot["transactions"] == {
+        "committed": 1,
+        "rolled_back": 4,
+        "rolled_back_by_cause": {
+            "exception": 1,
+            "rollback_only": 1,
+            "commit_failed": 1,
+            "not_committed": 1,
+        },
+        "slow": 0,
+    }
+    assert snapshot["savepoints"] == {"opened": 2, "released": 1, "rolled_back": 1}
+    assert snapshot["errors"]["Boom"] == 2  # the body's, and the swallowed one
+    assert snapshot["errors"]["IntegrityError"] == 1
+    assert snapshot["transaction_duration"]["count"] == 5
+    assert snapshot["connection_wait"]["count"] == 5
+    durations = snapshot["transaction_duration"]
+    assert 0 < durations["p50"] <= durations["p99"] <= durations["max"]
+    assert snapshot["pool"]["checked_out"] == 0
+
+    manager.monitor.reset()
+    assert manager.monitor.snapshot()["sessions"]["opened"] == 0
+
+
+async def test_the_pool_figures_are_live(manager: AsyncSessionManager) -> None:
+    async with manager.session_scope():
+        pool = manager.monitor.pool_status()
+        assert pool["checked_out"] == 1
+    assert manager.monitor.pool_status()["checked_out"] == 0
+
+
+async def test_listeners_get_every_event(manager: AsyncSessionManager) -> None:
+    events: list[MonitorEvent] = []
+    manager.monitor.add_listener(events.append)
+
+    class Flaky(Exception):
+        pass
+
+    @manager.with_session(
+        retry_attempts=1, retry_delay=0.0, retry_on=lambda e: isinstance(e, Flaky)
+    )
+    async def flaky(session: AsyncSession) -> None:
+        if not any(e.kind == "retry" for e in events):
+            raise Flaky
+
+    await flaky()
+    kinds = [event.kind for event in events]
+    assert kinds == [
+        "session_opened",
+        "connection_acquired",
+        "session_closed",
+        "rolled_back",
+        "retry",
+        "session_opened",
+        "connection_acquired",
+        "session_closed",
+        "committed",
+    ]
+    assert {event.manager for event in events} == {manager.name}
+    retry = events[4]
+    assert (retry.attempt, retry.reason, type(retry.error)) == (1, "retry_on", Flaky)
+    rolled_back = events[3]
+    assert (rolled_back.reason, type(rolled_back.error)) == ("exception", Flaky)
+    assert events[-1].duration is not None and events[-1].duration > 0
+    assert events[0].transaction_id != events[5].transaction_id
+
+    manager.monitor.remove_listener(events.append)
+    events.clear()
+    async with manager.session_scope():
+        pass
+    assert events == []
+
+
+async def test_a_failing_listener_is_logged_and_changes_nothing(
+    manager: AsyncSessionManager, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: MonitorEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    manager.monitor.add_listener(broken)
+    with caplog.at_level(logging.ERROR, logger="sessionscope"):
+        async with manager.session_scope() as session:
+            session.add(User(name="ada"))
+    assert database.names() == ["ada"]
+    assert any("listener" in r.getMessage() for r in caplog.records)
+
+
+async def test_log_records_name_the_manager_and_transaction(
+    manager: AsyncSessionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="sessionscope"):
+        async with manager.session_scope():
+            pass
+        with pytest.raises(Boom):
+            async with manager.session_scope():
+                raise Boom("why")
+    records = [r for r in caplog.records if r.name == "sessionscope"]
+    levels = {(r.levelname, r.getMessage().split("] ", 1)[1].split(":")[0]) for r in records}
+    assert ("DEBUG", "session opened") in levels
+    assert ("DEBUG", "committed") in levels
+    assert ("DEBUG", "session closed") in levels
+    assert ("INFO", "rolling back (exception)") in levels
+    assert all(getattr(r, "sessionscope_manager", None) == manager.name for r in records)
+    assert {getattr(r, "transaction_id", None) for r in records} == {1, 2}
+    assert any("Boom('why')" in r.getMessage() for r in records)
+
+
+async def test_a_manager_logs_nothing_below_its_log_level(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with AsyncSessionManager(
+        database.url, config=SessionConfig(log_level="WARNING")
+    ) as manager:
+        with caplog.at_level(logging.DEBUG, logger="sessionscope"):
+            with pytest.raises(Boom):
+                async with manager.session_scope():
+                    raise Boom
+    assert [r for r in caplog.records if r.name == "sessionscope"] == []
+
+
+async def test_a_slow_transaction_is_reported_with_where_it_was_opened(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = SessionConfig(slow_transaction_seconds=0.05)
+    async with AsyncSessionManager(database.url, config=config) as manager:
+        with caplog.at_level(logging.WARNING, logger="sessionscope"):
+            async with manager.session_scope() as session:  # the line reported
+                await session.execute(select(1))
+                await sleep(0.08)
+        assert manager.monitor.snapshot()["transactions"]["slow"] == 1
+    [record] = [r for r in caplog.records if "slow transaction" in r.getMessage()]
+    message = record.getMessage()
+    assert record.levelname == "WARNING"
+    assert "test_monitor.py" in message
+    assert "test_a_slow_transaction_is_reported_with_where_it_was_opened" in message
+    line = int(message.split("test_monitor.py:")[1].split()[0])
+    assert "# the line reported" in linecache.getline(__file__, line)
+
+
+async def test_passwords_never_reach_the_logs(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="sessionscope"):
+        if database.is_postgres:
+            url = database.url.replace("postgres@", "postgres:s3cret-pw@")
+            async with AsyncSessionManager(url) as manager:
+                with pytest.raises(Boom):
+                    async with manager.session_scope():
+                        raise Boom
+                assert "s3cret-pw" not in json.dumps(manager.monitor.snapshot())
+            # An unreachable server: the connection errors are logged as retries.
+            closed_port = url.replace(":%d/" % database.pg_server.port, ":1/")
+            config = SessionConfig(retry_attempts=1, retry_delay=0.01)
+            async with AsyncSessionManager(closed_port, config=config) as manager:
+                with pytest.raises(Exception) as raised:
+                    async with manager.session_scope():
+                        pass
+        else:  # SQLite URLs take no password: the error about it must not show it
+            url = database.url.replace(":///", "://user:s3cret-pw@/")
+            with pytest.raises(ConfigurationError) as raised:
+                AsyncSessionManager(url)
+    assert "s3cret-pw" not in str(raised.value)
+    assert all("s3cret-pw" not in r.getMessage() for r in caplog.records)
+
+
+async def test_monitoring_off_reads_no_clock_and_takes_no_lock(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = SessionConfig(enable_monitoring=False)
+    async with AsyncSessionManager(database.url, config=config) as manager:
+
+        class Forbidden:
+            def __getattr__(self, name: str) -> Any:
+                raise AssertionError("monitoring is off, yet %s was used" % name)
+
+        monkeypatch.setattr(scope_module, "time", Forbidden())
+        monkeypatch.setattr(manager.monitor, "_lock", Forbidden())
+        events: list[MonitorEvent] = []
+        manager.monitor._listeners = (events.append,)
+        async with manager.session_scope() as session:
+            session.add(User(name="ada"))
+            async with manager.session_scope(propagation="nested"):
+                on_commit(lambda: None)
+        with pytest.raises(Boom):
+            async with manager.session_scope():
+                raise Boom
+        monkeypatch.undo()
+        snapshot = manager.monitor.snapshot()
+    assert events == []
+    assert snapshot["enabled"] is False
+    assert snapshot["sessions"]["opened"] == snapshot["transactions"]["committed"] == 0
+
+
+async def test_counts_add_up_under_concurrency(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    workers, scopes = (200, 5) if IS_ASYNC else (8, 60)
+    seen: list[MonitorEvent] = []
+    manager.monitor.add_listener(seen.append)
+
+    async def work() -> None:
+        for n in range(scopes):
+            try:
+                async with manager.session_scope() as session:
+                    await session.execute(text("SELECT 1"))
+                    if n % 3 == 0:
+                        raise Boom
+            except Boom:
+                pass
+
+    results = await run_concurrently(*(work for _ in range(workers)))
+    assert results == [None] * workers
+    total = workers * scopes
+    rolled_back = workers * len(range(0, scopes, 3))
+    snapshot = manager.monitor.snapshot()
+    assert snapshot["sessions"] == {"opened": total, "closed": total, "active": 0}
+    assert snapshot["transactions"]["committed"] == total - rolled_back
+    assert snapshot["transactions"]["rolled_back"] == rolled_back
+    assert snapshot["transaction_duration"]["count"] == total
+    assert sum(1 for event in seen if event.kind == "committed") == total - rolled_back

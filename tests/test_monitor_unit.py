@@ -1,0 +1,55 @@
+"""The monitor on its own: listeners' rules and constant memory. No database needed."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+
+from sessionscope import SessionMonitor
+from sessionscope.monitor import MonitorEvent
+
+
+def test_a_coroutine_listener_is_refused() -> None:
+    async def listener(event: MonitorEvent) -> None:
+        pass
+
+    monitor = SessionMonitor("m")
+    with pytest.raises(TypeError, match="coroutine"):
+        monitor.add_listener(listener)
+    with pytest.raises(TypeError, match="callable"):
+        monitor.add_listener("not callable")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a listener"):
+        monitor.remove_listener(print)
+
+
+def test_memory_stays_constant_over_100_000_transactions() -> None:
+    monitor = SessionMonitor("m")
+
+    def run(transactions: int) -> None:
+        for n in range(transactions):
+            monitor.session_opened(n)
+            monitor.connection_acquired(0.0001 * (n % 7), n)
+            if n % 10:
+                monitor.committed(0.001 * (n % 97), n)
+            else:
+                monitor.rolled_back(0.5, n, "exception", ValueError())
+            monitor.session_closed(n)
+
+    run(1_000)  # warm up: every bucket and counter that will ever exist, exists
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    run(100_000)
+    gc.collect()
+    grown = sum(
+        stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename")
+    )
+    tracemalloc.stop()
+    snapshot = monitor.snapshot()
+    assert snapshot["transactions"]["committed"] + snapshot["transactions"]["rolled_back"] == (
+        101_000
+    )
+    assert snapshot["transaction_duration"]["count"] == 101_000
+    assert grown < 16_384, f"the monitor grew by {grown} bytes over 100 000 transactions"
