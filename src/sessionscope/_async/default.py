@@ -1,4 +1,4 @@
-"""Module-level ``async_session_scope`` and ``async_with_session``, on the default manager."""
+"""The module-level scope and decorator of this flavour, on its default manager."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``AsyncSessionManager``: an engine, a sessionmaker and the scopes opened on them."""
+"""The manager of this flavour: an engine, a sessionmaker and the scopes opened on them."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ class AsyncSessionManager:
     """Opens transactional scopes on one database.
 
     ``bind`` is a database URL (the manager creates the engine, passing it
-    ``engine_options``, and disposes it), an ``AsyncEngine`` or an existing
-    ``async_sessionmaker`` (borrowed: the application keeps its pool and
+    ``engine_options``, and disposes it), an engine or an existing
+    sessionmaker of this flavour (borrowed: the application keeps its pool and
     session configuration, and the manager never disposes them). Sessions the
     manager makes never expire objects on commit, so what a scope loaded stays
     readable after it, and they refuse any use after their scope has ended.
@@ -126,7 +126,7 @@ class AsyncSessionManager:
             )
 
     def session_scope(self, **options: Unpack[ScopeKwargs]) -> AsyncSessionScope:
-        """A transactional scope; see :class:`AsyncSessionScope` for the nesting rules."""
+        """A transactional scope; its class's docstring explains the nesting rules."""
         if not options:
             return AsyncSessionScope(self, self._default_options)
         return AsyncSessionScope(self, self.resolve_options(options))

@@ -1,4 +1,4 @@
-"""``AsyncSessionScope``: one transactional scope, the heart of the library."""
+"""The scope of this flavour: one transactional scope, the heart of the library."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ _JOINED, _SAVEPOINT, _OWN = "joined", "savepoint", "own"
 
 
 class AsyncSessionScope:
-    """A transactional scope: ``async with manager.session_scope() as session:``.
+    """A transactional scope: ``[async] with manager.session_scope() as session:``.
 
     The outermost scope opens a session and a transaction. On a clean exit it
     commits (``auto_commit``) and then runs the ``on_commit`` callbacks; when an

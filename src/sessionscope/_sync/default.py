@@ -1,7 +1,7 @@
 # Generated from src/sessionscope/_async/default.py
 # by tools/generate_sync.py: do not edit.
 # Edit the file under _async/ and run: python tools/generate_sync.py
-"""Module-level ``async_session_scope`` and ``async_with_session``, on the default manager."""
+"""The module-level scope and decorator of this flavour, on its default manager."""
 
 from __future__ import annotations
 

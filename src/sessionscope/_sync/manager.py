@@ -1,7 +1,7 @@
 # Generated from src/sessionscope/_async/manager.py
 # by tools/generate_sync.py: do not edit.
 # Edit the file under _async/ and run: python tools/generate_sync.py
-"""``AsyncSessionManager``: an engine, a sessionmaker and the scopes opened on them."""
+"""The manager of this flavour: an engine, a sessionmaker and the scopes opened on them."""
 
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ class SessionManager:
     """Opens transactional scopes on one database.
 
     ``bind`` is a database URL (the manager creates the engine, passing it
-    ``engine_options``, and disposes it), an ``AsyncEngine`` or an existing
-    ``async_sessionmaker`` (borrowed: the application keeps its pool and
+    ``engine_options``, and disposes it), an engine or an existing
+    sessionmaker of this flavour (borrowed: the application keeps its pool and
     session configuration, and the manager never disposes them). Sessions the
     manager makes never expire objects on commit, so what a scope loaded stays
     readable after it, and they refuse any use after their scope has ended.
@@ -129,7 +129,7 @@ class SessionManager:
             )
 
     def session_scope(self, **options: Unpack[ScopeKwargs]) -> SessionScope:
-        """A transactional scope; see :class:`AsyncSessionScope` for the nesting rules."""
+        """A transactional scope; its class's docstring explains the nesting rules."""
         if not options:
             return SessionScope(self, self._default_options)
         return SessionScope(self, self.resolve_options(options))

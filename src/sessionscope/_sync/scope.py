@@ -1,7 +1,7 @@
 # Generated from src/sessionscope/_async/scope.py
 # by tools/generate_sync.py: do not edit.
 # Edit the file under _async/ and run: python tools/generate_sync.py
-"""``AsyncSessionScope``: one transactional scope, the heart of the library."""
+"""The scope of this flavour: one transactional scope, the heart of the library."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ _JOINED, _SAVEPOINT, _OWN = "joined", "savepoint", "own"
 
 
 class SessionScope:
-    """A transactional scope: ``async with manager.session_scope() as session:``.
+    """A transactional scope: ``[async] with manager.session_scope() as session:``.
 
     The outermost scope opens a session and a transaction. On a clean exit it
     commits (``auto_commit``) and then runs the ``on_commit`` callbacks; when an
