@@ -107,6 +107,20 @@ class AsyncSessionScope:
         only such a scope's caller may re-run the work."""
         return self._kind is _OWN
 
+    def make_current(self) -> None:
+        """Make this entered scope the innermost one of the calling context.
+
+        For frameworks that must enter a sync scope in a worker thread (whose
+        copy of the context is thrown away) on behalf of a request handled in
+        another context: FastAPI's thread pool. Undo with ``release_current()``.
+        """
+        assert self._frame is not None, "make_current() needs an entered scope"
+        innermost.set(self._frame)
+
+    def release_current(self) -> None:
+        assert self._frame is not None, "release_current() needs an entered scope"
+        innermost.set(self._frame.parent)
+
     async def __aenter__(self) -> AsyncSession:
         if self._frame is not None:
             raise RuntimeError("a scope object is entered once; call session_scope() for another")

@@ -1,0 +1,103 @@
+"""FastAPI: a request session that is committed before the response is sent.
+
+``session_dependency(manager)`` gives the parameter type of an endpoint::
+
+    SessionDep = session_dependency(manager)
+
+    @app.post("/users")
+    async def create_user(session: SessionDep, name: str): ...
+
+The scope commits when the endpoint returns and *before* FastAPI sends the
+response, so a failed COMMIT becomes a 500, never a 200 whose data is gone.
+Since FastAPI 0.118 the code after ``yield`` in a plain ``Depends(dependency)``
+runs after the response; ``Depends(dependency, scope="function")`` (FastAPI
+0.121 and later) runs it before, and that is what this module uses. On an
+older FastAPI it refuses with an error instead of committing too late.
+
+An exception leaving the endpoint (``HTTPException`` included) rolls back.
+Functions decorated with the manager's ``with_session``, called while the
+request is handled without a session argument, join the request's
+transaction, in ``async def`` endpoints and in ``def`` endpoints (which run in
+a worker thread). Background tasks run after the scope has ended: they open
+scopes of their own.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from .errors import ConfigurationError
+
+try:
+    import fastapi
+    from fastapi import Depends
+    from starlette.concurrency import run_in_threadpool
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise ImportError(
+        f'sessionscope.fastapi needs FastAPI: pip install "sessionscope[fastapi]" ({exc})'
+    ) from exc
+
+__all__ = ["request_session", "session_dependency", "session_depends"]
+
+
+def request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator[Any]]:
+    """The dependency function itself: one scope of ``manager`` per request.
+
+    ``options`` are those of ``manager.session_scope()``. It is an async
+    generator for both flavours, so that it runs in the request's own task:
+    what it sets up is then visible to the endpoint and to what it calls
+    (FastAPI runs a sync generator dependency in a worker thread, with a copy
+    of the context that the endpoint never sees). A sync manager's blocking
+    work (connecting, COMMIT) still runs in the thread pool.
+    """
+    manager.resolve_options(options)  # bad options fail here, at import time
+    if manager.is_async:
+
+        async def async_request_session() -> AsyncIterator[Any]:
+            async with manager.session_scope(**options) as session:
+                yield session
+
+        return async_request_session
+
+    async def sync_request_session() -> AsyncIterator[Any]:
+        scope = manager.session_scope(**options)
+        session = await run_in_threadpool(scope.__enter__)
+        scope.make_current()
+        try:
+            yield session
+        except BaseException as error:
+            scope.release_current()
+            await run_in_threadpool(scope.__exit__, type(error), error, error.__traceback__)
+            raise
+        scope.release_current()
+        await run_in_threadpool(scope.__exit__, None, None, None)
+
+    return sync_request_session
+
+
+def session_depends(manager: Any, **options: Any) -> Any:
+    """``Depends(...)`` of the request session, committed before the response.
+
+    For type checkers, spell the parameter yourself:
+    ``session: Annotated[AsyncSession, session_depends(manager)]``.
+    """
+    if "scope" not in inspect.signature(Depends).parameters:
+        raise ConfigurationError(
+            f"FastAPI {fastapi.__version__} cannot run a dependency's exit code before the "
+            "response is sent, so a failed COMMIT would reach the client as a success; "
+            "sessionscope.fastapi needs FastAPI >= 0.121 (Depends(..., scope='function'))"
+        )
+    return Depends(request_session(manager, **options), scope="function")
+
+
+def session_dependency(manager: Any, **options: Any) -> Any:
+    """``Annotated[AsyncSession | Session, Depends(...)]``: the parameter type of an endpoint."""
+    if manager.is_async:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        return Annotated[AsyncSession, session_depends(manager, **options)]
+    from sqlalchemy.orm import Session
+
+    return Annotated[Session, session_depends(manager, **options)]
