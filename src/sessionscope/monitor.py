@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ._histogram import Histogram
 
-__all__ = ["EVENT_KINDS", "MonitorEvent", "SessionMonitor"]
+__all__ = ["EVENT_KINDS", "MonitorEvent", "SessionMonitor", "call_site"]
 
 logger = logging.getLogger("sessionscope")
 
@@ -255,3 +256,15 @@ class SessionMonitor:
                 "transaction_duration": self._durations.copy(),
                 "connection_wait": self._waits.copy(),
             }
+
+
+def call_site() -> str:
+    """Where the user's code entered (or is leaving) a scope: the first frame
+    outside sessionscope. While a with-block exits, Python reports the line of
+    its ``with`` statement, so this is also where the scope was opened."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "sessionscope."
+    ):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"

@@ -21,6 +21,7 @@ __all__ = [
     "ScopeKwargs",
     "ScopeOptions",
     "SessionKwargs",
+    "check_joinable",
     "resolve_retry_options",
     "resolve_scope_options",
 ]
@@ -167,3 +168,20 @@ def resolve_retry_options(config: SessionConfig, options: Mapping[str, Any]) -> 
 
 SESSION_OPTION_NAMES = _SESSION_NAMES
 SCOPE_OPTION_NAMES = _SCOPE_NAMES
+
+
+def check_joinable(isolation_level: str | None, read_only: bool, options: ScopeOptions) -> None:
+    """A scope joining a transaction (or opening a savepoint in it) cannot change
+    what the transaction is: its isolation level, or read-write to read-only."""
+    if options.isolation_level is not None and options.isolation_level != isolation_level:
+        raise ConfigurationError(
+            f"isolation_level={options.isolation_level!r} can only be set where a transaction "
+            f"starts; this scope would run in the enclosing transaction "
+            f"(isolation_level={isolation_level!r}). Use propagation='requires_new' for a "
+            "transaction of its own."
+        )
+    if options.read_only and not read_only:
+        raise ConfigurationError(
+            "read_only=True can only be set where a transaction starts; the enclosing "
+            "transaction is read-write. Use propagation='requires_new' for a read-only one."
+        )

@@ -16,6 +16,7 @@ from .errors import CommitOutcomeUnknownError
 
 __all__ = [
     "CONNECTION_SQLSTATES",
+    "commit_may_have_landed",
     "NEVER_RETRIED_SQLSTATES",
     "RETRIED_SQLSTATES",
     "SQLITE_RETRIED_CODES",
@@ -157,6 +158,19 @@ def retry_reason(
     if isinstance(exc, CommitOutcomeUnknownError):
         return "commit_outcome_unknown" if idempotent else None
     return transient_reason(exc, connecting)
+
+
+def commit_may_have_landed(error: BaseException) -> bool:
+    """Whether COMMIT may have reached the server without its answer reaching us.
+
+    Cancelled or interrupted while waiting, a driver's timeout, or a lost
+    connection: then nobody knows. Anything else is the server's own answer.
+    """
+    return (
+        not isinstance(error, Exception)
+        or isinstance(error, TimeoutError)
+        or is_connection_error(error)
+    )
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -23,12 +22,12 @@ from .._async_compat import (
 from ..context import Frame, Level, find_frame, innermost
 from ..errors import (
     CommitOutcomeUnknownError,
-    ConfigurationError,
     NoActiveSessionError,
     TransactionRolledBackError,
 )
-from ..options import ScopeOptions
-from ..transient import is_connection_error, transient_reason
+from ..monitor import call_site
+from ..options import ScopeOptions, check_joinable
+from ..transient import commit_may_have_landed, transient_reason
 from .retrying import wait_before_retry
 
 if TYPE_CHECKING:
@@ -137,7 +136,7 @@ class AsyncSessionScope:
                 )
             frame = await self._open_session(owner)
         else:
-            _check_joinable(parent.level, options)
+            check_joinable(parent.level.isolation_level, parent.level.read_only, options)
             level = parent.level
             if propagation == "nested":
                 self._kind = _SAVEPOINT
@@ -302,7 +301,7 @@ class AsyncSessionScope:
         try:
             await session.commit()
         except BaseException as error:
-            if not _lost_in_flight(error):
+            if not commit_may_have_landed(error):
                 # The server answered (a serialization failure, a deferred
                 # constraint): the transaction is definitely rolled back.
                 await self._rolled_back(session, level, "commit_failed", error)
@@ -360,7 +359,7 @@ class AsyncSessionScope:
                 "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
                 duration,
                 manager.config.slow_transaction_seconds,
-                _call_site(),
+                call_site(),
                 transaction_id=transaction_id,
             )
 
@@ -415,39 +414,3 @@ async def _close_when_idle(session: AsyncSession) -> None:
 
 
 _CLOSE_ATTEMPTS = 30  # about five seconds in all
-
-
-def _call_site() -> str:
-    """Where the user's code entered (or is leaving) the scope: the first frame
-    outside sessionscope. While a with-block exits, Python reports the line of
-    its ``with`` statement, so this is also where the scope was opened."""
-    frame = sys._getframe(1)
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-        "sessionscope."
-    ):
-        frame = frame.f_back
-    return "%s:%d in %s" % (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
-
-
-def _lost_in_flight(error: BaseException) -> bool:
-    """Whether COMMIT may have reached the server without its answer reaching us."""
-    return (
-        not isinstance(error, Exception)  # cancelled, interrupted
-        or isinstance(error, TimeoutError)  # a driver's timeout
-        or is_connection_error(error)
-    )
-
-
-def _check_joinable(level: Level, options: ScopeOptions) -> None:
-    if options.isolation_level is not None and options.isolation_level != level.isolation_level:
-        raise ConfigurationError(
-            "isolation_level=%r can only be set where a transaction starts; this scope would "
-            "run in the enclosing transaction (isolation_level=%r). Use "
-            "propagation='requires_new' for a transaction of its own."
-            % (options.isolation_level, level.isolation_level)
-        )
-    if options.read_only and not level.read_only:
-        raise ConfigurationError(
-            "read_only=True can only be set where a transaction starts; the enclosing "
-            "transaction is read-write. Use propagation='requires_new' for a read-only one."
-        )
