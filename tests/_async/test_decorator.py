@@ -118,6 +118,18 @@ async def test_a_foreign_session_is_used_as_is(
     assert database.names() == ["ada", "bob"]
 
 
+async def test_loose_annotations_are_accepted(manager: AsyncSessionManager) -> None:
+    @manager.with_session
+    async def any_session(session: Any) -> int:
+        return 1
+
+    @manager.with_session
+    async def object_session(session: object) -> int:
+        return 2
+
+    assert (await any_session(), await object_session()) == (1, 2)
+
+
 async def test_retry_options_are_accepted(manager: AsyncSessionManager) -> None:
     @manager.with_session(retry_attempts=0, retry_delay=0.0, idempotent=True, retry_on=None)
     async def nothing(session: AsyncSession) -> int:

@@ -117,6 +117,18 @@ def test_a_foreign_session_is_used_as_is(manager: SessionManager, database: Data
     assert database.names() == ["ada", "bob"]
 
 
+def test_loose_annotations_are_accepted(manager: SessionManager) -> None:
+    @manager.with_session
+    def any_session(session: Any) -> int:
+        return 1
+
+    @manager.with_session
+    def object_session(session: object) -> int:
+        return 2
+
+    assert (any_session(), object_session()) == (1, 2)
+
+
 def test_retry_options_are_accepted(manager: SessionManager) -> None:
     @manager.with_session(retry_attempts=0, retry_delay=0.0, idempotent=True, retry_on=None)
     def nothing(session: Session) -> int:

@@ -158,6 +158,7 @@ def _session_parameter(fn: Callable[..., Any]) -> tuple[inspect.Signature, str]:
     annotation = parameters[0].annotation
     if (
         annotation is not inspect.Parameter.empty
+        and annotation is not Any  # a class since Python 3.11, and it takes anything
         and isinstance(annotation, type)
         and not (issubclass(annotation, Session) or issubclass(Session, annotation))
     ):
