@@ -65,6 +65,13 @@ class Database:
         self.observer.dispose()
 
 
+def enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -> None:
+    """A "connect" listener: SQLite enforces foreign keys only where they are turned on."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
 def plain_function(session: Any) -> None:
     """A sync function: the wrong flavour for the async decorator."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from sessionscope import ConfigurationError, NoActiveSessionError, current_session
 from sessionscope._async import AsyncSessionManager
+from sessionscope._async_compat import sync_engine_of
 from tests.models import User
-from tests.support import Database
+from tests.support import Database, enable_sqlite_foreign_keys
 
 
 class Boom(Exception):
@@ -81,6 +82,35 @@ async def test_a_failed_commit_rolls_back_and_raises(
             session.add(User(name="ada"))  # unique violation at flush, inside commit
     assert "unique" in str(raised.value).lower()
     assert database.names() == ["ada"]
+
+
+async def test_a_commit_the_database_refuses_leaves_the_connection_clean(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    # A deferred foreign key fails only at COMMIT. SQLite then keeps its
+    # transaction (and write lock) open: the scope must still roll it back.
+    if not database.is_postgres:
+        event.listen(sync_engine_of(manager.engine), "connect", enable_sqlite_foreign_keys)
+    with database.observer.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TABLE refs (user_id INTEGER REFERENCES users (id) "
+                "DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+    try:
+        for _ in range(2):  # the same pooled connection, twice
+            with pytest.raises(IntegrityError):
+                async with manager.session_scope() as session:
+                    await session.execute(text("INSERT INTO refs VALUES (42)"))
+        async with manager.session_scope() as session:
+            session.add(User(name="ada"))
+        assert database.names() == ["ada"]
+        assert database.scalar("SELECT count(*) FROM refs") == 0
+    finally:
+        await manager.dispose()
+        with database.observer.begin() as connection:
+            connection.execute(text("DROP TABLE refs"))
 
 
 async def test_auto_commit_false_discards_what_the_body_did_not_commit(

@@ -368,13 +368,18 @@ class SessionScope:
         """Return the connection to the pool whatever happens; never raises an Exception."""
         manager = self._manager
         try:
-            if rollback and self._options.read_only and manager.read_only_off is not None:
-                # The PRAGMA is per connection: undo it, or invalidate the connection.
+            if rollback:
                 try:
+                    # Explicitly, not left to close(): SQLite keeps its transaction
+                    # open when it refuses a COMMIT (a deferred constraint, BUSY), and
+                    # SQLAlchemy would hand the connection back to the pool in it.
                     session.rollback()
-                    session.execute(text(manager.read_only_off))
+                    if self._options.read_only and manager.read_only_off is not None:
+                        session.execute(text(manager.read_only_off))  # per connection
+                except IllegalStateChangeError:
+                    pass  # another task is inside the session: close once it has left
                 except Exception:
-                    session.invalidate()
+                    session.invalidate()  # a connection we cannot reset must not return
             _close_when_idle(session)
         except Exception as close_error:
             manager.log(
