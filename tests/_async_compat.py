@@ -22,3 +22,15 @@ async def run_concurrently(*workers: Callable[[], Awaitable[Any]]) -> list[Any]:
 async def wait_for_barrier(barrier: asyncio.Barrier) -> None:
     async with asyncio.timeout(5):  # a worker that never arrives fails the test, not hangs it
         await barrier.wait()
+
+
+def client_for(app: Any, *, raise_server_exceptions: bool = True) -> Any:
+    """An HTTP client calling ``app`` in this event loop: ``async with client_for(app) as c:``.
+
+    ``raise_server_exceptions=False`` gives the 500 response instead of raising
+    the app's error, as ``TestClient``'s option of that name does.
+    """
+    import httpx2  # only the FastAPI tests need it
+
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=raise_server_exceptions)
+    return httpx2.AsyncClient(transport=transport, base_url="http://test")

@@ -26,3 +26,14 @@ def run_concurrently(*workers: Callable[[], Any]) -> list[Any]:
 
 def wait_for_barrier(barrier: threading.Barrier) -> None:
     barrier.wait(5)  # a worker that never arrives fails the test, not hangs it
+
+
+def client_for(app: Any, *, raise_server_exceptions: bool = True) -> Any:
+    """Starlette's ``TestClient`` for ``app``: ``with client_for(app) as c:``.
+
+    Its requests run the app in the client's event loop thread, and ``def``
+    endpoints in that loop's worker threads, as under a real server.
+    """
+    from fastapi.testclient import TestClient  # only the FastAPI tests need it
+
+    return TestClient(app, raise_server_exceptions=raise_server_exceptions)

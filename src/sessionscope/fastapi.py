@@ -20,6 +20,12 @@ request is handled without a session argument, join the request's
 transaction, in ``async def`` endpoints and in ``def`` endpoints (which run in
 a worker thread). Background tasks run after the scope has ended: they open
 scopes of their own.
+
+A sync manager's connect, COMMIT and close run in worker threads of their
+own, not in the thread pool FastAPI runs ``def`` endpoints in: there a request
+holding a connection (or SQLite's write lock) could wait for a free thread to
+COMMIT while every thread is taken by requests waiting for that connection or
+lock, until the pool or busy timeout fails them.
 """
 
 from __future__ import annotations
@@ -32,14 +38,32 @@ from .errors import ConfigurationError
 
 try:
     import fastapi
+    from anyio import CapacityLimiter, to_thread
+    from anyio.lowlevel import RunVar
     from fastapi import Depends
-    from starlette.concurrency import run_in_threadpool
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
         f'sessionscope.fastapi needs FastAPI: pip install "sessionscope[fastapi]" ({exc})'
     ) from exc
 
 __all__ = ["request_session", "session_dependency", "session_depends"]
+
+# Worker threads for a sync manager's request scopes, per event loop: one set
+# that opens scopes (and may wait for a pooled connection), one that ends them
+# (COMMIT or ROLLBACK, and close). Ending a scope releases what others wait
+# for, so it never queues behind them, nor behind the endpoints' thread pool.
+_THREADS_PER_LIMITER = 40  # as many as that pool has by default
+_OPENING: RunVar[CapacityLimiter] = RunVar("sessionscope_fastapi_opening")
+_CLOSING: RunVar[CapacityLimiter] = RunVar("sessionscope_fastapi_closing")
+
+
+def _limiter(threads: RunVar[CapacityLimiter]) -> CapacityLimiter:
+    try:
+        return threads.get()
+    except LookupError:
+        limiter = CapacityLimiter(_THREADS_PER_LIMITER)
+        threads.set(limiter)
+        return limiter
 
 
 def request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator[Any]]:
@@ -50,7 +74,8 @@ def request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator[
     what it sets up is then visible to the endpoint and to what it calls
     (FastAPI runs a sync generator dependency in a worker thread, with a copy
     of the context that the endpoint never sees). A sync manager's blocking
-    work (connecting, COMMIT) still runs in the thread pool.
+    work (connecting, COMMIT) still runs in worker threads, on limiters of
+    its own (see the module's docstring).
     """
     manager.resolve_options(options)  # bad options fail here, at import time
     if manager.is_async:
@@ -63,16 +88,22 @@ def request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator[
 
     async def sync_request_session() -> AsyncIterator[Any]:
         scope = manager.session_scope(**options)
-        session = await run_in_threadpool(scope.__enter__)
+        session = await to_thread.run_sync(scope.__enter__, limiter=_limiter(_OPENING))
         scope.make_current()
         try:
             yield session
         except BaseException as error:
             scope.release_current()
-            await run_in_threadpool(scope.__exit__, type(error), error, error.__traceback__)
+            await to_thread.run_sync(
+                scope.__exit__,
+                type(error),
+                error,
+                error.__traceback__,
+                limiter=_limiter(_CLOSING),
+            )
             raise
         scope.release_current()
-        await run_in_threadpool(scope.__exit__, None, None, None)
+        await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_limiter(_CLOSING))
 
     return sync_request_session
 
