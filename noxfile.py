@@ -104,6 +104,16 @@ def check_generated(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmark of DESIGN.md §10 (a report, not a test): ``nox -s bench -- --quick``.
+
+    Arguments after ``--`` go to bench/run.py, e.g. ``--json bench/results/run.json``.
+    """
+    session.install(".", *group("test"))
+    session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     session.install(".[aiosqlite]")
     session.run("python", "-m", "sessionscope", "demo", *session.posargs)

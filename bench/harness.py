@@ -1,0 +1,198 @@
+"""Timing, statistics, tables and budgets shared by the benchmark's sections.
+
+A *variant* is one way of running the unit of work (the raw driver, raw
+SQLAlchemy, ``session_scope``...): a function that runs it once per key of a
+batch. Variants are timed in interleaved rounds: every round runs one batch of
+every variant, in a shuffled order, and records the mean time per unit of that
+batch. Drift of the machine (other processes, CPU frequency, a server
+checkpoint) then hits every variant alike, and the median over the rounds
+shrugs off the rounds it hit hardest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+__all__ = [
+    "AsyncBatch",
+    "Budget",
+    "Series",
+    "SyncBatch",
+    "Variant",
+    "format_table",
+    "make_keys",
+    "run_interleaved",
+    "run_interleaved_async",
+]
+
+SyncBatch = Callable[[Sequence[int]], None]
+AsyncBatch = Callable[[Sequence[int]], Awaitable[None]]
+B = TypeVar("B", SyncBatch, AsyncBatch)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant(Generic[B]):
+    """One way of running the unit of work; ``run(keys)`` runs it once per key."""
+
+    key: str  # stable name, used in the JSON output
+    label: str  # what the tables show
+    run: B
+
+
+@dataclasses.dataclass
+class Series:
+    """The per-round figures of one variant (µs per unit, or units per second)."""
+
+    key: str
+    label: str
+    values: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.values)
+
+    @property
+    def maximum(self) -> float:
+        return max(self.values)
+
+    @property
+    def spread(self) -> float:
+        """The interquartile range as a fraction of the median: how noisy the rounds were."""
+        if len(self.values) < 4:
+            return (self.maximum - self.minimum) / self.median
+        quartiles = statistics.quantiles(self.values, n=4)
+        return (quartiles[2] - quartiles[0]) / self.median
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "median": self.median,
+            "min": self.minimum,
+            "max": self.maximum,
+            "spread": self.spread,
+            "rounds": self.values,
+        }
+
+
+def paired_difference(series: Series, baseline: Series) -> float:
+    """The median over rounds of (series - baseline) within each round."""
+    return statistics.median(a - b for a, b in zip(series.values, baseline.values, strict=True))
+
+
+def make_keys(rng: random.Random, count: int, upper: int) -> list[int]:
+    """``count`` random keys in 1..upper."""
+    return [rng.randint(1, upper) for _ in range(count)]
+
+
+def _record(results: dict[str, Series], variant: Variant[Any], elapsed_ns: int, units: int) -> None:
+    results[variant.key].values.append(elapsed_ns / units / 1000)
+
+
+def run_interleaved(
+    variants: Sequence[Variant[SyncBatch]],
+    *,
+    rounds: int,
+    keys_for_round: Callable[[], Sequence[int]],
+    warmup_keys: Sequence[int],
+    rng: random.Random,
+) -> dict[str, Series]:
+    """Warm every variant up, then time ``rounds`` interleaved rounds (µs per unit)."""
+    for variant in variants:
+        variant.run(warmup_keys)
+    results = {v.key: Series(v.key, v.label) for v in variants}
+    for _ in range(rounds):
+        keys = keys_for_round()  # the same keys for every variant of the round
+        order = list(variants)
+        rng.shuffle(order)
+        for variant in order:
+            gc.collect()  # every batch starts with the same garbage: none
+            start = time.perf_counter_ns()
+            variant.run(keys)
+            _record(results, variant, time.perf_counter_ns() - start, len(keys))
+    return results
+
+
+async def run_interleaved_async(
+    variants: Sequence[Variant[AsyncBatch]],
+    *,
+    rounds: int,
+    keys_for_round: Callable[[], Sequence[int]],
+    warmup_keys: Sequence[int],
+    rng: random.Random,
+) -> dict[str, Series]:
+    """The async twin of :func:`run_interleaved`."""
+    for variant in variants:
+        await variant.run(warmup_keys)
+    results = {v.key: Series(v.key, v.label) for v in variants}
+    for _ in range(rounds):
+        keys = keys_for_round()
+        order = list(variants)
+        rng.shuffle(order)
+        for variant in order:
+            gc.collect()
+            start = time.perf_counter_ns()
+            await variant.run(keys)
+            _record(results, variant, time.perf_counter_ns() - start, len(keys))
+    return results
+
+
+@dataclasses.dataclass
+class Budget:
+    """One line of the budget table: a limit from DESIGN.md §10 and what was measured."""
+
+    name: str
+    limit: str  # as shown, e.g. "<= 1.03x"
+    measured: float | None  # None: not measured in this run
+    unit: str  # "x" or "µs"
+    holds: bool | None
+
+    @classmethod
+    def at_most(cls, name: str, limit: float, measured: float | None, unit: str) -> Budget:
+        holds = None if measured is None else measured <= limit
+        return cls(name, f"<= {_number(limit, unit)}", measured, unit, holds)
+
+    @classmethod
+    def at_least(cls, name: str, limit: float, measured: float | None, unit: str) -> Budget:
+        holds = None if measured is None else measured >= limit
+        return cls(name, f">= {_number(limit, unit)}", measured, unit, holds)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "holds", False: "MISSED", None: "not measured"}[self.holds]
+
+    def row(self) -> list[str]:
+        shown = "-" if self.measured is None else _number(self.measured, self.unit)
+        return [self.name, self.limit, shown, self.verdict]
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"verdict": self.verdict}
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "x":
+        return f"{value:.3f}x"
+    return f"{value:.0f} {unit}" if unit == "errors" else f"{value:.1f} {unit}"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        parts = [first.ljust(widths[0])]
+        parts += [cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True)]
+        return indent + "  ".join(parts).rstrip()
+
+    rule = indent + "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
