@@ -294,7 +294,9 @@ class AsyncSessionScope:
                 await session.execute(text(manager.read_only_off))
             # Flushing first turns a flush error into an ordinary error before
             # COMMIT: only what fails after this line can leave the outcome unknown.
-            await session.flush()
+            # (Checked first: an empty flush still costs a trip through greenlet.)
+            if session.new or session.dirty or session.deleted:
+                await session.flush()
         except BaseException as error:
             await self._rolled_back(session, level, "commit_failed", error)
             raise

@@ -295,7 +295,9 @@ class SessionScope:
                 session.execute(text(manager.read_only_off))
             # Flushing first turns a flush error into an ordinary error before
             # COMMIT: only what fails after this line can leave the outcome unknown.
-            session.flush()
+            # (Checked first: an empty flush still costs a trip through greenlet.)
+            if session.new or session.dirty or session.deleted:
+                session.flush()
         except BaseException as error:
             self._rolled_back(session, level, "commit_failed", error)
             raise
