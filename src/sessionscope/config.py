@@ -60,6 +60,9 @@ class SessionConfig:
 
     The first six fields and their defaults are those of the original design;
     invalid values raise :class:`ConfigurationError` naming the field.
+    ``auto_rollback=False`` is accepted for that reason but changes nothing:
+    an exception leaving a scope always rolls back, because nothing may be
+    committed, nor left open, on a path that raised.
     """
 
     auto_commit: bool = True
