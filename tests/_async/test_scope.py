@@ -113,6 +113,17 @@ async def test_a_commit_the_database_refuses_leaves_the_connection_clean(
             connection.execute(text("DROP TABLE refs"))
 
 
+async def test_auto_rollback_false_still_never_commits_an_error(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    with pytest.raises(ValueError):
+        async with manager.session_scope(auto_rollback=False) as session:
+            session.add(User(name="ada"))
+            await session.flush()
+            raise ValueError
+    assert database.count() == 0
+
+
 async def test_auto_commit_false_discards_what_the_body_did_not_commit(
     manager: AsyncSessionManager, database: Database
 ) -> None:
