@@ -121,8 +121,7 @@ def _render(root: Path, trees: Trees) -> dict[str, str]:
                 sources[f"{sync}/{inner}"] = f"{src}/{inner}"
     if not sources:
         raise GenerateError(f"no _async sources under {root}")
-    if importlib.util.find_spec("ruff") is None:
-        raise GenerateError("ruff is not installed: pip install ruff==0.17.6")
+    _require_tools()
     for source in sources.values():
         _refuse_untranslatable(root, source)
 
@@ -175,6 +174,19 @@ def _is_fstring(tok: tokenize.TokenInfo) -> bool:
         return False
     quoted = tok.string.lstrip("rRbBuUfF")  # the prefix letters end at the first quote
     return "f" in tok.string[: len(tok.string) - len(quoted)].lower()
+
+
+def _require_tools() -> None:
+    """Name every missing tool at once, before any work: the tool needs all three."""
+    missing = [
+        name for name in ("unasync", "setuptools", "ruff") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise GenerateError(
+            f"ModuleNotFoundError: No module named {missing[0]!r} (missing: {', '.join(missing)}); "
+            "pip install unasync==0.6.0 setuptools ruff==0.17.6, "
+            "or run the pinned environment: nox -s check_generated / nox -s generate"
+        )
 
 
 def _unasync(root: Path, tmp: Path, trees: Trees, sources: dict[str, str]) -> dict[str, str]:
