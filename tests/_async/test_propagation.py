@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sessionscope import ConfigurationError, NoActiveSessionError, TransactionRolledBackError
+from sessionscope import (
+    ConfigurationError,
+    NoActiveSessionError,
+    SessionConfig,
+    TransactionRolledBackError,
+)
 from sessionscope._async import AsyncSessionManager
 from tests.models import AuditRecord, User
 from tests.support import Database
@@ -77,6 +82,31 @@ async def test_a_released_savepoint_rolls_back_with_its_transaction(
                 inner.add(User(name="bob"))
             raise Boom
     assert database.count() == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_thread_bound_sqlite_connection_still_gets_real_savepoints(
+    database: Database, config: SessionConfig
+) -> None:
+    # check_same_thread=True: the BEGIN cannot go straight to sqlite3 from the
+    # event loop's thread (aiosqlite), so SQLAlchemy's execution must send it.
+    manager = AsyncSessionManager(
+        database.url, config=config, connect_args={"check_same_thread": True}
+    )
+    try:
+        with pytest.raises(Boom):
+            async with manager.session_scope() as outer:
+                outer.add(User(name="ada"))
+                async with manager.session_scope(propagation="nested") as inner:
+                    inner.add(User(name="bob"))
+                raise Boom
+        assert database.count() == 0
+        async with manager.session_scope() as session:
+            session.add(User(name="cid"))
+        assert database.names() == ["cid"]
+        assert manager.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await manager.dispose()
 
 
 async def test_nested_savepoint_survives_a_failed_statement(

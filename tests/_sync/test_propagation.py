@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from sessionscope import ConfigurationError, NoActiveSessionError, TransactionRolledBackError
+from sessionscope import (
+    ConfigurationError,
+    NoActiveSessionError,
+    SessionConfig,
+    TransactionRolledBackError,
+)
 from sessionscope._sync import SessionManager
 from tests.models import AuditRecord, User
 from tests.support import Database
@@ -80,6 +85,29 @@ def test_a_released_savepoint_rolls_back_with_its_transaction(
                 inner.add(User(name="bob"))
             raise Boom
     assert database.count() == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_thread_bound_sqlite_connection_still_gets_real_savepoints(
+    database: Database, config: SessionConfig
+) -> None:
+    # check_same_thread=True: the BEGIN cannot go straight to sqlite3 from the
+    # event loop's thread (aiosqlite), so SQLAlchemy's execution must send it.
+    manager = SessionManager(database.url, config=config, connect_args={"check_same_thread": True})
+    try:
+        with pytest.raises(Boom):
+            with manager.session_scope() as outer:
+                outer.add(User(name="ada"))
+                with manager.session_scope(propagation="nested") as inner:
+                    inner.add(User(name="bob"))
+                raise Boom
+        assert database.count() == 0
+        with manager.session_scope() as session:
+            session.add(User(name="cid"))
+        assert database.names() == ["cid"]
+        assert manager.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        manager.dispose()
 
 
 def test_nested_savepoint_survives_a_failed_statement(
