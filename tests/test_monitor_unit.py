@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import tracemalloc
 
 import pytest
@@ -53,3 +54,39 @@ def test_memory_stays_constant_over_100_000_transactions() -> None:
     )
     assert snapshot["transaction_duration"]["count"] == 101_000
     assert grown < 16_384, f"the monitor grew by {grown} bytes over 100 000 transactions"
+
+
+def test_lock_free_events_add_up_exactly_across_threads_and_reads() -> None:
+    # connected() and closed() take no lock; a snapshot read meanwhile must
+    # still neither lose nor double-count any of them.
+    monitor = SessionMonitor("m")
+    threads, per_thread = 8, 20_000
+    done = threading.Event()
+
+    def work() -> None:
+        for n in range(per_thread):
+            monitor.connected(0.0001, n)
+            monitor.closed(0.001, n)
+
+    def read() -> None:
+        while not done.is_set():
+            snapshot = monitor.snapshot()
+            assert snapshot["sessions"]["closed"] <= threads * per_thread
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    reader.join()
+    snapshot = monitor.snapshot()
+    total = threads * per_thread
+    assert snapshot["sessions"] == {"opened": total, "closed": total, "active": 0}
+    assert snapshot["transactions"]["committed"] == total
+    assert snapshot["transaction_duration"]["count"] == total
+    assert snapshot["connection_wait"]["count"] == total
+    monitor.reset()
+    assert monitor.snapshot()["sessions"]["opened"] == 0

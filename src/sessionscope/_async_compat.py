@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IllegalStateChangeError, MissingGreenlet
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -40,7 +41,9 @@ __all__ = [
     "Outcome",
     "async_sessionmaker",
     "call_maybe_async",
+    "close_if_idle",
     "guarded_session_class",
+    "has_pending_changes",
     "create_async_engine",
     "current_owner",
     "is_flavour_function",
@@ -81,16 +84,19 @@ _OPERATIONS = (
 
 
 class _OneTaskAtATime:
-    """Mixed into the session classes managers use: a second task entering an
-    operation while another task is inside one gets ConcurrentSessionUseError."""
+    """The state of the one-task-at-a-time guard, mixed into the session classes
+    managers use: a second task entering an operation while another task is
+    inside one gets ConcurrentSessionUseError."""
 
     _sessionscope_user: asyncio.Task[Any] | None = None
     _sessionscope_depth = 0
 
 
-def _guard(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+def _guard(name: str, unguarded: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
+    current_task = asyncio.current_task
+
     async def operation(self: Any, *args: Any, **kwargs: Any) -> Any:
-        task = asyncio.current_task()
+        task = current_task()
         user = self._sessionscope_user
         if user is not None and user is not task:
             raise ConcurrentSessionUseError(
@@ -101,18 +107,15 @@ def _guard(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         self._sessionscope_user = task
         self._sessionscope_depth += 1
         try:
-            return await getattr(super(_OneTaskAtATime, self), name)(*args, **kwargs)
+            return await unguarded(self, *args, **kwargs)
         finally:
             self._sessionscope_depth -= 1
             if not self._sessionscope_depth:
                 self._sessionscope_user = None
 
     operation.__name__ = operation.__qualname__ = name
+    operation.__doc__ = unguarded.__doc__
     return operation
-
-
-for _name in _OPERATIONS:
-    setattr(_OneTaskAtATime, _name, _guard(_name))
 
 
 def _task_name(task: asyncio.Task[Any] | None) -> str:
@@ -123,17 +126,46 @@ _guarded_classes: dict[type[Any], type[Any]] = {}
 
 
 def guarded_session_class(cls: type[AsyncSession]) -> type[AsyncSession]:
-    """``cls`` with the one-task-at-a-time guard (made once per class)."""
+    """``cls`` with the one-task-at-a-time guard (made once per class).
+
+    Each guarded method calls ``cls``'s own method directly, looked up once here
+    rather than through ``super()`` on every call: it is on every statement's path.
+    """
     guarded = _guarded_classes.get(cls)
     if guarded is None:
-        guarded = type(cls.__name__, (_OneTaskAtATime, cls), {"__module__": cls.__module__})
+        namespace: dict[str, Any] = {"__module__": cls.__module__}
+        for name in _OPERATIONS:
+            unguarded = getattr(cls, name, None)
+            if unguarded is not None:  # get_one() is newer than SQLAlchemy 2.0.0
+                namespace[name] = _guard(name, unguarded)
+        guarded = type(cls.__name__, (_OneTaskAtATime, cls), namespace)
         _guarded_classes[cls] = guarded
     return guarded
 
 
-def current_owner() -> object:
-    """The task that opens a scope: frames of other tasks are invisible to it."""
-    return asyncio.current_task()
+def has_pending_changes(session: AsyncSession) -> bool:
+    """Whether a flush would write anything: SQLAlchemy's own test before it flushes
+    at COMMIT (``new``, ``dirty`` and ``deleted`` would build three sets to say so)."""
+    return not session.sync_session._is_clean()
+
+
+def close_if_idle(session: AsyncSession) -> bool:
+    """Close ``session`` now if it holds no connection (as after a COMMIT); False if not.
+
+    Closing such a session awaits nothing, so no cancellation can cut it short
+    and it needs neither a shield nor a task of its own.
+    """
+    if session.in_transaction():
+        return False
+    try:
+        session.sync_session.close()
+    except (IllegalStateChangeError, MissingGreenlet):
+        return False  # another task is inside it, or it had I/O to do after all
+    return True
+
+
+# The task that opens a scope: frames of other tasks are invisible to it.
+current_owner: Callable[[], object] = asyncio.current_task
 
 
 def sync_engine_of(engine: AsyncEngine) -> Engine:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import IllegalStateChangeError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "Outcome",
     "Session",
     "call_maybe_async",
+    "close_if_idle",
     "guarded_session_class",
+    "has_pending_changes",
     "SessionTransaction",
     "create_engine",
     "current_owner",
@@ -48,6 +51,23 @@ sleep = time.sleep
 def guarded_session_class(cls: type[Session]) -> type[Session]:
     """Sync sessions are used by one thread at a time by construction: no guard."""
     return cls
+
+
+def has_pending_changes(session: Session) -> bool:
+    """Whether a flush would write anything: SQLAlchemy's own test before it flushes
+    at COMMIT (``new``, ``dirty`` and ``deleted`` would build three sets to say so)."""
+    return not session._is_clean()
+
+
+def close_if_idle(session: Session) -> bool:
+    """Close ``session`` now if it holds no connection (as after a COMMIT); False if not."""
+    if session.in_transaction():
+        return False
+    try:
+        session.close()
+    except IllegalStateChangeError:
+        return False  # another thread is inside it: the careful way
+    return True
 
 
 def current_owner() -> object:

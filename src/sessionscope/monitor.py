@@ -2,7 +2,12 @@
 
 Counters are updated under one lock, so figures from many threads and tasks
 add up exactly; durations go into fixed-size histograms, so memory stays
-constant however many transactions run. Listeners receive every event as a
+constant however many transactions run. The two events every transaction has
+(a session got its connection; it committed and closed) take no lock: they
+append their duration to a short list (``list.append`` is atomic), folded
+into the counters and histograms under the lock every ``_FOLD_AT`` events and
+before anything is read. Taking the lock and placing a sample in a histogram
+on each of them cost more than the rest of a scope's own code. Listeners receive every event as a
 :class:`MonitorEvent` (the base for exporters). A manager with
 ``enable_monitoring=False`` never calls the recording methods at all: no
 clock is read and no lock is taken.
@@ -38,6 +43,9 @@ EVENT_KINDS = (
     "slow_transaction",  # duration
 )
 
+# Pending samples folded into the histograms at once: bounds the lists' memory.
+_FOLD_AT = 512
+
 # Why a transaction was rolled back.
 ROLLBACK_CAUSES = ("exception", "rollback_only", "commit_failed", "not_committed")
 
@@ -67,11 +75,16 @@ class SessionMonitor:
         self._pool = pool
         self._lock = threading.Lock()
         self._listeners: tuple[Listener, ...] = ()
+        # Waits of sessions that got their connection; durations of committed ones.
+        self._pending_waits: list[float] = []
+        self._pending_commits: list[float] = []
         self.reset()
 
     def reset(self) -> None:
         """Set every counter and histogram back to zero (pool figures are always live)."""
         with self._lock:
+            self._pending_waits.clear()
+            self._pending_commits.clear()
             self._counts: dict[str, int] = dict.fromkeys(EVENT_KINDS, 0)
             self._rollback_causes: dict[str, int] = dict.fromkeys(ROLLBACK_CAUSES, 0)
             self._retry_reasons: dict[str, int] = {}
@@ -167,6 +180,65 @@ class SessionMonitor:
                 error=error,
             )
 
+    # The two calls of a transaction's usual life: no lock, see the module's docstring.
+
+    def connected(self, wait: float, transaction_id: int) -> None:
+        """``session_opened`` and ``connection_acquired`` at once, once a session has its
+        connection."""
+        pending = self._pending_waits
+        pending.append(wait)
+        if len(pending) >= _FOLD_AT:
+            self._fold()
+        if self._listeners:
+            self._emit("session_opened", transaction_id=transaction_id)
+            self._emit("connection_acquired", transaction_id=transaction_id, duration=wait)
+
+    def closed(
+        self,
+        duration: float,
+        transaction_id: int,
+        cause: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """``session_closed`` and then ``committed`` (``cause`` None) or ``rolled_back``."""
+        if cause is not None:
+            self.session_closed(transaction_id)
+            self.rolled_back(duration, transaction_id, cause, error)
+            return
+        pending = self._pending_commits
+        pending.append(duration)
+        if len(pending) >= _FOLD_AT:
+            self._fold()
+        if self._listeners:
+            self._emit("session_closed", transaction_id=transaction_id)
+            self._emit("committed", transaction_id=transaction_id, duration=duration)
+
+    def _fold(self) -> None:
+        with self._lock:
+            self._fold_locked()
+
+    def _fold_locked(self) -> None:
+        """Move the pending samples into the counters and histograms (lock held).
+
+        Only a folder pops, and one folds at a time; samples appended meanwhile
+        stay for the next fold, none is lost or counted twice.
+        """
+        counts = self._counts
+        pending, add = self._pending_waits, self._waits.add
+        folded = 0
+        while pending:
+            add(pending.pop())
+            folded += 1
+        counts["session_opened"] += folded
+        counts["connection_acquired"] += folded
+        pending, add = self._pending_commits, self._durations.add
+        folded = 0
+        while pending:
+            add(pending.pop())
+            folded += 1
+        counts["session_closed"] += folded
+        counts["committed"] += folded
+
     def savepoint(self, event: str, transaction_id: int | None) -> None:
         """``event`` is ``"opened"``, ``"released"`` or ``"rolled_back"``."""
         kind = "savepoint_" + event
@@ -216,6 +288,7 @@ class SessionMonitor:
     def snapshot(self) -> dict[str, Any]:
         """Every figure, as plain numbers, strings and dicts (``json.dumps`` takes it)."""
         with self._lock:
+            self._fold_locked()
             counts = dict(self._counts)
             causes = dict(self._rollback_causes)
             reasons = dict(self._retry_reasons)
@@ -252,6 +325,7 @@ class SessionMonitor:
     def histograms(self) -> dict[str, Histogram]:
         """Copies of the duration histograms, for exporters that publish buckets."""
         with self._lock:
+            self._fold_locked()
             return {
                 "transaction_duration": self._durations.copy(),
                 "connection_wait": self._waits.copy(),

@@ -233,8 +233,12 @@ async def test_monitoring_off_reads_no_clock_and_takes_no_lock(
             def __getattr__(self, name: str) -> Any:
                 raise AssertionError("monitoring is off, yet %s was used" % name)
 
-        monkeypatch.setattr(scope_module, "time", Forbidden())
-        monkeypatch.setattr(manager.monitor, "_lock", Forbidden())
+        def clock() -> float:
+            raise AssertionError("monitoring is off, yet the clock was read")
+
+        monkeypatch.setattr(scope_module, "perf_counter", clock)
+        for unused in ("_lock", "_pending_waits", "_pending_commits"):
+            monkeypatch.setattr(manager.monitor, unused, Forbidden())
         events: list[MonitorEvent] = []
         manager.monitor._listeners = (events.append,)
         async with manager.session_scope() as session:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,9 @@ from .._async_compat import (
     IS_ASYNC,
     AsyncSession,
     AsyncSessionTransaction,
+    close_if_idle,
     current_owner,
+    has_pending_changes,
     run_callbacks,
     run_shielded,
     sleep,
@@ -167,21 +169,21 @@ class AsyncSessionScope:
         while True:
             session = manager.sessionmaker()
             transaction_id = next(manager.transaction_ids)
-            manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
+            if manager.logs_debug:
+                manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
             if manager.monitoring:
-                manager.monitor.session_opened(transaction_id)
-                self._started = time.perf_counter()
+                self._started = perf_counter()
             try:
                 self.connecting = True
                 await session.connection(execution_options=options.execution_options)
                 self.connecting = False
                 if manager.monitoring:
-                    wait = time.perf_counter() - self._started
-                    manager.monitor.connection_acquired(wait, transaction_id)
+                    wait = perf_counter() - self._started
+                    manager.monitor.connected(wait, transaction_id)
                 if options.read_only:
                     await session.execute(text(manager.read_only_on))
             except Exception as error:
-                await run_shielded(self._close, session, transaction_id)
+                await self._discard(session, transaction_id)
                 reason = transient_reason(error, connecting=True)
                 if reason != "connection" or attempt >= options.connect_retries:
                     raise
@@ -189,12 +191,21 @@ class AsyncSessionScope:
                 await wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
                 continue
             except BaseException:
-                await run_shielded(self._close, session, transaction_id)
+                await self._discard(session, transaction_id)
                 raise
             level = Level(
                 None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
             )
             return Frame(manager, session, level, innermost.get(), owner)
+
+    async def _discard(self, session: AsyncSession, transaction_id: int) -> None:
+        """Close a session whose scope never began (no connection, or no read-only)."""
+        monitor = self._manager.monitor
+        if self._manager.monitoring:
+            if self.connecting:  # connected() has not counted it yet
+                monitor.session_opened(transaction_id)
+            monitor.session_closed(transaction_id)
+        await run_shielded(self._close, session, transaction_id)
 
     async def __aexit__(
         self,
@@ -268,8 +279,16 @@ class AsyncSessionScope:
         if exc is None and not level.rollback_only:
             if self._options.auto_commit or not session.in_transaction():
                 await self._commit(session, level)
-                await run_shielded(self._close, session, level.transaction_id)
-                self._ended(level, None, None)
+                manager = self._manager
+                try:
+                    if not close_if_idle(session):
+                        await run_shielded(self._close, session, level.transaction_id)
+                    elif manager.logs_debug:
+                        manager.log(
+                            logging.DEBUG, "session closed", transaction_id=level.transaction_id
+                        )
+                finally:
+                    self._ended(level, None, None)
                 if level.on_commit:
                     await run_callbacks(level.on_commit, self._manager.log)
                 return
@@ -295,7 +314,7 @@ class AsyncSessionScope:
             # Flushing first turns a flush error into an ordinary error before
             # COMMIT: only what fails after this line can leave the outcome unknown.
             # (Checked first: an empty flush still costs a trip through greenlet.)
-            if session.new or session.dirty or session.deleted:
+            if has_pending_changes(session):
                 await session.flush()
         except BaseException as error:
             await self._rolled_back(session, level, "commit_failed", error)
@@ -311,6 +330,7 @@ class AsyncSessionScope:
             # Neither callbacks nor a rollback count: nobody knows what happened.
             if manager.monitoring:
                 manager.monitor.commit_outcome_unknown(error, level.transaction_id)
+                manager.monitor.session_closed(level.transaction_id)
             manager.log(
                 logging.ERROR,
                 "COMMIT outcome unknown, connection lost while it was in flight: %r",
@@ -324,7 +344,8 @@ class AsyncSessionScope:
                     "may or may not have been committed (%r)" % (error,)
                 ) from error
             raise  # a cancellation reaches the caller unchanged
-        manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
+        if manager.logs_debug:
+            manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
 
     async def _rolled_back(
         self, session: AsyncSession, level: Level, cause: str, error: BaseException | None
@@ -338,23 +359,23 @@ class AsyncSessionScope:
             error,
             transaction_id=level.transaction_id,
         )
-        await run_shielded(self._close, session, level.transaction_id, True)
-        self._ended(level, cause, error)
+        try:
+            await run_shielded(self._close, session, level.transaction_id, True)
+        finally:
+            self._ended(level, cause, error)
         if level.on_rollback:
             await run_callbacks(level.on_rollback, manager.log)
 
     def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
-        """Count a transaction that ended (committed if ``cause`` is None); warn if slow."""
+        """Count a transaction that ended, and its session's closing (committed if
+        ``cause`` is None); warn if it was slow."""
         manager = self._manager
         if not manager.monitoring:
             return
-        duration = time.perf_counter() - self._started
+        duration = perf_counter() - self._started
         transaction_id = level.transaction_id
-        if cause is None:
-            manager.monitor.committed(duration, transaction_id)
-        else:
-            manager.monitor.rolled_back(duration, transaction_id, cause, error)
-        if duration >= manager.config.slow_transaction_seconds:
+        manager.monitor.closed(duration, transaction_id, cause, error)
+        if duration >= manager.slow_transaction_seconds:
             manager.monitor.slow_transaction(duration, transaction_id)
             manager.log(
                 logging.WARNING,
@@ -396,9 +417,8 @@ class AsyncSessionScope:
             except Exception:
                 pass
         finally:
-            if manager.monitoring:
-                manager.monitor.session_closed(transaction_id)
-            manager.log(logging.DEBUG, "session closed", transaction_id=transaction_id)
+            if manager.logs_debug:
+                manager.log(logging.DEBUG, "session closed", transaction_id=transaction_id)
 
 
 async def _close_when_idle(session: AsyncSession) -> None:

@@ -93,8 +93,11 @@ class SessionManager:
         # How a transaction is made read-only here, and how that is undone (None: no need).
         self.read_only_on, self.read_only_off = _READ_ONLY_SQL.get(engine.dialect.name, ("", None))
         self.monitoring = config.enable_monitoring
+        self.slow_transaction_seconds = config.slow_transaction_seconds
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
         self._log_level = config.log_level_number
+        # Whether the DEBUG records of every scope are wanted: checked before building them.
+        self.logs_debug = self._log_level <= logging.DEBUG
         # Numbers for the transactions of this manager, in log records and events.
         self.transaction_ids = itertools.count(1)
         self._default_options = defaults_from(config)

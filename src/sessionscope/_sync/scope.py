@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-import time
+from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,9 @@ from .._sync_compat import (
     IS_ASYNC,
     Session,
     SessionTransaction,
+    close_if_idle,
     current_owner,
+    has_pending_changes,
     run_callbacks,
     run_shielded,
     sleep,
@@ -170,21 +172,21 @@ class SessionScope:
         while True:
             session = manager.sessionmaker()
             transaction_id = next(manager.transaction_ids)
-            manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
+            if manager.logs_debug:
+                manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
             if manager.monitoring:
-                manager.monitor.session_opened(transaction_id)
-                self._started = time.perf_counter()
+                self._started = perf_counter()
             try:
                 self.connecting = True
                 session.connection(execution_options=options.execution_options)
                 self.connecting = False
                 if manager.monitoring:
-                    wait = time.perf_counter() - self._started
-                    manager.monitor.connection_acquired(wait, transaction_id)
+                    wait = perf_counter() - self._started
+                    manager.monitor.connected(wait, transaction_id)
                 if options.read_only:
                     session.execute(text(manager.read_only_on))
             except Exception as error:
-                run_shielded(self._close, session, transaction_id)
+                self._discard(session, transaction_id)
                 reason = transient_reason(error, connecting=True)
                 if reason != "connection" or attempt >= options.connect_retries:
                     raise
@@ -192,12 +194,21 @@ class SessionScope:
                 wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
                 continue
             except BaseException:
-                run_shielded(self._close, session, transaction_id)
+                self._discard(session, transaction_id)
                 raise
             level = Level(
                 None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
             )
             return Frame(manager, session, level, innermost.get(), owner)
+
+    def _discard(self, session: Session, transaction_id: int) -> None:
+        """Close a session whose scope never began (no connection, or no read-only)."""
+        monitor = self._manager.monitor
+        if self._manager.monitoring:
+            if self.connecting:  # connected() has not counted it yet
+                monitor.session_opened(transaction_id)
+            monitor.session_closed(transaction_id)
+        run_shielded(self._close, session, transaction_id)
 
     def __exit__(
         self,
@@ -269,8 +280,16 @@ class SessionScope:
         if exc is None and not level.rollback_only:
             if self._options.auto_commit or not session.in_transaction():
                 self._commit(session, level)
-                run_shielded(self._close, session, level.transaction_id)
-                self._ended(level, None, None)
+                manager = self._manager
+                try:
+                    if not close_if_idle(session):
+                        run_shielded(self._close, session, level.transaction_id)
+                    elif manager.logs_debug:
+                        manager.log(
+                            logging.DEBUG, "session closed", transaction_id=level.transaction_id
+                        )
+                finally:
+                    self._ended(level, None, None)
                 if level.on_commit:
                     run_callbacks(level.on_commit, self._manager.log)
                 return
@@ -296,7 +315,7 @@ class SessionScope:
             # Flushing first turns a flush error into an ordinary error before
             # COMMIT: only what fails after this line can leave the outcome unknown.
             # (Checked first: an empty flush still costs a trip through greenlet.)
-            if session.new or session.dirty or session.deleted:
+            if has_pending_changes(session):
                 session.flush()
         except BaseException as error:
             self._rolled_back(session, level, "commit_failed", error)
@@ -312,6 +331,7 @@ class SessionScope:
             # Neither callbacks nor a rollback count: nobody knows what happened.
             if manager.monitoring:
                 manager.monitor.commit_outcome_unknown(error, level.transaction_id)
+                manager.monitor.session_closed(level.transaction_id)
             manager.log(
                 logging.ERROR,
                 "COMMIT outcome unknown, connection lost while it was in flight: %r",
@@ -325,7 +345,8 @@ class SessionScope:
                     "may or may not have been committed (%r)" % (error,)
                 ) from error
             raise  # a cancellation reaches the caller unchanged
-        manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
+        if manager.logs_debug:
+            manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
 
     def _rolled_back(
         self, session: Session, level: Level, cause: str, error: BaseException | None
@@ -339,23 +360,23 @@ class SessionScope:
             error,
             transaction_id=level.transaction_id,
         )
-        run_shielded(self._close, session, level.transaction_id, True)
-        self._ended(level, cause, error)
+        try:
+            run_shielded(self._close, session, level.transaction_id, True)
+        finally:
+            self._ended(level, cause, error)
         if level.on_rollback:
             run_callbacks(level.on_rollback, manager.log)
 
     def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
-        """Count a transaction that ended (committed if ``cause`` is None); warn if slow."""
+        """Count a transaction that ended, and its session's closing (committed if
+        ``cause`` is None); warn if it was slow."""
         manager = self._manager
         if not manager.monitoring:
             return
-        duration = time.perf_counter() - self._started
+        duration = perf_counter() - self._started
         transaction_id = level.transaction_id
-        if cause is None:
-            manager.monitor.committed(duration, transaction_id)
-        else:
-            manager.monitor.rolled_back(duration, transaction_id, cause, error)
-        if duration >= manager.config.slow_transaction_seconds:
+        manager.monitor.closed(duration, transaction_id, cause, error)
+        if duration >= manager.slow_transaction_seconds:
             manager.monitor.slow_transaction(duration, transaction_id)
             manager.log(
                 logging.WARNING,
@@ -395,9 +416,8 @@ class SessionScope:
             except Exception:
                 pass
         finally:
-            if manager.monitoring:
-                manager.monitor.session_closed(transaction_id)
-            manager.log(logging.DEBUG, "session closed", transaction_id=transaction_id)
+            if manager.logs_debug:
+                manager.log(logging.DEBUG, "session closed", transaction_id=transaction_id)
 
 
 def _close_when_idle(session: Session) -> None:
