@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import IllegalStateChangeError, MissingGreenlet
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -47,6 +47,7 @@ __all__ = [
     "create_async_engine",
     "current_owner",
     "is_flavour_function",
+    "listen_after_begin",
     "other_flavour",
     "run_callbacks",
     "run_shielded",
@@ -141,6 +142,15 @@ def guarded_session_class(cls: type[AsyncSession]) -> type[AsyncSession]:
         guarded = type(cls.__name__, (_OneTaskAtATime, cls), namespace)
         _guarded_classes[cls] = guarded
     return guarded
+
+
+def listen_after_begin(maker: async_sessionmaker[Any], listener: Callable[..., Any]) -> None:
+    """Call ``listener`` from the ``after_begin`` event of the sessions ``maker`` makes,
+    and of no others: their sync sessions get a class of their own."""
+    base = maker.kw.get("sync_session_class") or maker.class_.sync_session_class
+    own = type(base.__name__, (base,), {"__module__": base.__module__})
+    maker.configure(sync_session_class=own)
+    event.listen(own, "after_begin", listener)
 
 
 def has_pending_changes(session: AsyncSession) -> bool:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import IllegalStateChangeError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -31,6 +31,7 @@ __all__ = [
     "create_engine",
     "current_owner",
     "is_flavour_function",
+    "listen_after_begin",
     "other_flavour",
     "run_callbacks",
     "run_shielded",
@@ -51,6 +52,12 @@ sleep = time.sleep
 def guarded_session_class(cls: type[Session]) -> type[Session]:
     """Sync sessions are used by one thread at a time by construction: no guard."""
     return cls
+
+
+def listen_after_begin(maker: sessionmaker[Any], listener: Callable[..., Any]) -> None:
+    """Call ``listener`` from the ``after_begin`` event of the sessions ``maker`` makes:
+    a sessionmaker gives its sessions a class of their own, so no others."""
+    event.listen(maker, "after_begin", listener)
 
 
 def has_pending_changes(session: Session) -> bool:

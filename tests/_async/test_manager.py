@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from sessionscope import ConfigurationError, SessionConfig
 from sessionscope._async import AsyncSessionManager
@@ -73,6 +73,20 @@ async def test_a_borrowed_sessionmaker_keeps_its_settings_and_is_not_changed(
         await manager.dispose()
     finally:
         await engine.dispose()
+
+
+async def test_the_engine_used_directly_keeps_its_own_transactions(database: Database) -> None:
+    # The SQLite BEGIN lives in the manager's sessions, not in the engine: a
+    # pooled connection used directly afterwards still rolls back as before.
+    async with AsyncSessionManager(database.url, pool_size=1, max_overflow=0) as manager:
+        async with manager.session_scope() as session:
+            session.add(User(name="ada"))
+        async with manager.engine.connect() as connection:  # the same pooled connection
+            await connection.execute(insert(User).values(name="bob"))
+            await connection.rollback()
+            await connection.execute(insert(User).values(name="cid"))
+            await connection.commit()
+    assert database.names() == ["ada", "cid"]
 
 
 async def test_a_sessionmaker_without_an_engine_is_refused() -> None:

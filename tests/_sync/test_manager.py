@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from sessionscope import ConfigurationError, SessionConfig
 from sessionscope._sync import SessionManager
@@ -76,6 +76,20 @@ def test_a_borrowed_sessionmaker_keeps_its_settings_and_is_not_changed(
         manager.dispose()
     finally:
         engine.dispose()
+
+
+def test_the_engine_used_directly_keeps_its_own_transactions(database: Database) -> None:
+    # The SQLite BEGIN lives in the manager's sessions, not in the engine: a
+    # pooled connection used directly afterwards still rolls back as before.
+    with SessionManager(database.url, pool_size=1, max_overflow=0) as manager:
+        with manager.session_scope() as session:
+            session.add(User(name="ada"))
+        with manager.engine.connect() as connection:  # the same pooled connection
+            connection.execute(insert(User).values(name="bob"))
+            connection.rollback()
+            connection.execute(insert(User).values(name="cid"))
+            connection.commit()
+    assert database.names() == ["ada", "cid"]
 
 
 def test_a_sessionmaker_without_an_engine_is_refused() -> None:

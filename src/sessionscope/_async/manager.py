@@ -19,10 +19,11 @@ from .._async_compat import (
     async_sessionmaker,
     create_async_engine,
     guarded_session_class,
+    listen_after_begin,
     other_flavour,
     sync_engine_of,
 )
-from .._sqlite import prepare_sqlite
+from .._sqlite import emit_begin, prepare_sqlite
 from ..config import SessionConfig
 from ..errors import ConfigurationError
 from ..monitor import SessionMonitor
@@ -86,7 +87,8 @@ class AsyncSessionManager:
         self.sessionmaker = maker
         self.name = engine.url.render_as_string(hide_password=True)
         sync_engine = sync_engine_of(engine)
-        prepare_sqlite(sync_engine)
+        if prepare_sqlite(sync_engine):
+            listen_after_begin(maker, emit_begin)
         # How a transaction is made read-only here, and how that is undone (None: no need).
         self.read_only_on, self.read_only_off = _READ_ONLY_SQL.get(engine.dialect.name, ("", None))
         self.monitoring = config.enable_monitoring

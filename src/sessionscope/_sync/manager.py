@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack, overload
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError
 
-from .._sqlite import prepare_sqlite
+from .._sqlite import emit_begin, prepare_sqlite
 from .._sync_compat import (
     IS_ASYNC,
     Engine,
@@ -22,6 +22,7 @@ from .._sync_compat import (
     Session,
     create_engine,
     guarded_session_class,
+    listen_after_begin,
     other_flavour,
     sessionmaker,
     sync_engine_of,
@@ -89,7 +90,8 @@ class SessionManager:
         self.sessionmaker = maker
         self.name = engine.url.render_as_string(hide_password=True)
         sync_engine = sync_engine_of(engine)
-        prepare_sqlite(sync_engine)
+        if prepare_sqlite(sync_engine):
+            listen_after_begin(maker, emit_begin)
         # How a transaction is made read-only here, and how that is undone (None: no need).
         self.read_only_on, self.read_only_off = _READ_ONLY_SQL.get(engine.dialect.name, ("", None))
         self.monitoring = config.enable_monitoring

@@ -131,7 +131,9 @@ class SessionScope:
         manager = self._manager
         options = self._options
         owner = current_owner()
-        parent = self._parent or find_frame(manager, owner)
+        parent = self._parent
+        if parent is None and innermost.get() is not None:
+            parent = find_frame(manager, owner)
         propagation = options.propagation
         if parent is None or propagation == "requires_new":
             if propagation == "mandatory":
@@ -289,7 +291,8 @@ class SessionScope:
                             logging.DEBUG, "session closed", transaction_id=level.transaction_id
                         )
                 finally:
-                    self._ended(level, None, None)
+                    if manager.monitoring:
+                        self._ended(level, None, None)
                 if level.on_commit:
                     run_callbacks(level.on_commit, self._manager.log)
                 return
@@ -373,6 +376,7 @@ class SessionScope:
         manager = self._manager
         if not manager.monitoring:
             return
+        # Read before anything else: what follows is not part of the transaction.
         duration = perf_counter() - self._started
         transaction_id = level.transaction_id
         manager.monitor.closed(duration, transaction_id, cause, error)
