@@ -4,9 +4,9 @@ Variants of each flavour x backend group, each on its own connection or engine:
 
 - the raw driver, one connection reused (as a pool would), its own transactions;
 - raw SQLAlchemy: ``with sessionmaker.begin() as session:`` (``expire_on_commit=False``);
-- SQLite only, for reference: the same on the engine of a manager, which has the
-  manager's BEGIN hook (real SAVEPOINTs): the difference to the previous line is
-  the hook's cost, the rest up to ``session_scope`` is sessionscope's own code;
+- SQLite only, for reference: the same with the BEGIN a manager's sessions emit
+  (real transactions and SAVEPOINTs): the difference to the previous line is
+  that BEGIN's cost, the rest up to ``session_scope`` is sessionscope's own code;
 - ``session_scope()`` with monitoring on, and with monitoring off;
 - ``@with_session`` with monitoring on.
 
@@ -52,15 +52,16 @@ from workload import (
     total_balance,
     unit_of_work,
     unit_of_work_async,
+    with_sqlite_begin,
 )
 
 __all__ = ["GroupResult", "describe", "run_group"]
 
 BASELINE = "raw_sqlalchemy"
-# SQLite only: raw SQLAlchemy on an engine a manager prepared (its BEGIN hook, for real
-# SAVEPOINTs): between it and the baseline is the hook's cost, above it our code's.
+# SQLite only: raw SQLAlchemy with the BEGIN a manager's sessions emit (real
+# SAVEPOINTs): between it and the baseline is the BEGIN's cost, above it our code's.
 HOOKED = "raw_sqlalchemy_hooked"
-HOOKED_LABEL = "sessionmaker.begin(), manager's engine"
+HOOKED_LABEL = "sessionmaker.begin() + the SQLite BEGIN"
 MONITORING_ON = SessionConfig(enable_monitoring=True)
 MONITORING_OFF = SessionConfig(enable_monitoring=False)
 
@@ -179,8 +180,8 @@ def _sync_variants(database: Database, stack: contextlib.ExitStack) -> list[Vari
         stack.callback(made.dispose)
         return made
 
-    if database.backend == "sqlite":  # the share of the SQLite BEGIN hook, on its own
-        hooked = sessionmaker(manager(MONITORING_OFF).engine, expire_on_commit=False)
+    if database.backend == "sqlite":  # the share of the SQLite BEGIN, on its own
+        hooked = with_sqlite_begin(sessionmaker(engine, expire_on_commit=False))
 
         def raw_hooked(keys: Sequence[int]) -> None:
             for key in keys:
@@ -268,7 +269,7 @@ async def _async_variants(
         return made
 
     if database.backend == "sqlite":
-        hooked = async_sessionmaker(manager(MONITORING_OFF).engine, expire_on_commit=False)
+        hooked = with_sqlite_begin(async_sessionmaker(engine, expire_on_commit=False))
 
         async def raw_hooked(keys: Sequence[int]) -> None:
             for key in keys:

@@ -18,8 +18,9 @@ e2e          one unit of work (SELECT by key + UPDATE + COMMIT on a 1000-row tab
              synchronous=NORMAL, so that no fsync drowns the code's cost
              (``--sqlite-durable``: SQLite's defaults instead).
 overhead     µs a scope adds over raw SQLAlchemy around ``SELECT 1`` on in-memory
-             SQLite: (a) on the manager's own engine (sessionscope's Python code
-             only), (b) on a plain engine (also the SQLite BEGIN hook).
+             SQLite: (a) over raw SQLAlchemy emitting the same BEGIN
+             (sessionscope's Python code only), (b) over raw SQLAlchemy without
+             it (also the real SQLite transaction).
 concurrency  PostgreSQL throughput, raw SQLAlchemy vs ``session_scope``: async
              200 tasks over a pool of 10, sync 8 threads over a pool of 8.
 memory       RSS and tracemalloc growth over 100,000 scopes (monitoring on).
@@ -390,10 +391,10 @@ def run_overhead_section(report: Report) -> None:
     with report.section("overhead", title):
         report.show(
             "",
-            "  (a) over raw SQLAlchemy on the manager's engine (both emit BEGIN): "
+            "  (a) over raw SQLAlchemy emitting the same BEGIN (real transactions): "
             "sessionscope's Python code\n"
-            "  (b) over raw SQLAlchemy on a plain engine: everything, the SQLite BEGIN "
-            "hook included",
+            "  (b) over raw SQLAlchemy without it: everything, the real SQLite "
+            "transaction included",
         )
         for flavour in FLAVOURS:
             result = run_overhead(flavour, rounds=args.rounds, batch=batch, rng=report.rng)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -45,6 +45,23 @@ PSYCOPG_SELECT = "SELECT balance FROM bench_accounts WHERE id = %s"
 PSYCOPG_UPDATE = "UPDATE bench_accounts SET balance = %s WHERE id = %s"
 ASYNCPG_SELECT = "SELECT balance FROM bench_accounts WHERE id = $1"
 ASYNCPG_UPDATE = "UPDATE bench_accounts SET balance = $1 WHERE id = $2"
+
+
+def with_sqlite_begin(maker: Any) -> Any:
+    """``maker`` with the BEGIN a manager's sessions emit on SQLite (sessionscope's
+    ``after_begin`` listener, which makes transactions and SAVEPOINTs real) and
+    nothing else of sessionscope: raw SQLAlchemy doing the same database work."""
+    from sessionscope._sqlite import emit_begin
+
+    if isinstance(maker, async_sessionmaker):
+        from sessionscope._async_compat import listen_after_begin as listen_async
+
+        listen_async(maker, emit_begin)
+    else:
+        from sessionscope._sync_compat import listen_after_begin as listen_sync
+
+        listen_sync(maker, emit_begin)
+    return maker
 
 
 def unit_of_work(session: Session, key: int) -> None:

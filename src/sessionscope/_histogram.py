@@ -25,15 +25,25 @@ class Histogram:
         self.max = 0.0
 
     def add(self, seconds: float) -> None:
-        # Called twice per transaction: no min(), no global lookup of math.
-        index = 1 + int(_log(seconds / _SMALLEST) / _LOG_GROWTH) if seconds > _SMALLEST else 0
-        if index >= _BUCKETS:
-            index = _BUCKETS - 1
-        self.buckets[index] += 1
-        self.count += 1
-        self.total += seconds
-        if seconds > self.max:
-            self.max = seconds
+        self.add_popped([seconds])
+
+    def add_popped(self, samples: list[float]) -> None:
+        """Add every sample of ``samples``, popping each (the list ends empty)."""
+        buckets = self.buckets
+        largest = self.max
+        total = 0.0
+        count = 0
+        while samples:
+            seconds = samples.pop()
+            index = 1 + int(_log(seconds / _SMALLEST) / _LOG_GROWTH) if seconds > _SMALLEST else 0
+            buckets[index if index < _BUCKETS else _BUCKETS - 1] += 1
+            total += seconds
+            count += 1
+            if seconds > largest:
+                largest = seconds
+        self.count += count
+        self.total += total
+        self.max = largest
 
     def copy(self) -> Histogram:
         twin = Histogram()

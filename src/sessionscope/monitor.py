@@ -224,18 +224,16 @@ class SessionMonitor:
         stay for the next fold, none is lost or counted twice.
         """
         counts = self._counts
-        pending, add = self._pending_waits, self._waits.add
-        folded = 0
-        while pending:
-            add(pending.pop())
-            folded += 1
+        waits = self._waits
+        before = waits.count
+        waits.add_popped(self._pending_waits)
+        folded = waits.count - before
         counts["session_opened"] += folded
         counts["connection_acquired"] += folded
-        pending, add = self._pending_commits, self._durations.add
-        folded = 0
-        while pending:
-            add(pending.pop())
-            folded += 1
+        durations = self._durations
+        before = durations.count
+        durations.add_popped(self._pending_commits)
+        folded = durations.count - before
         counts["session_closed"] += folded
         counts["committed"] += folded
 

@@ -221,13 +221,26 @@ class SessionScope:
         frame = self._frame
         assert frame is not None, "__aexit__ without __aenter__"
         innermost.set(frame.parent)
+        level = frame.level
         if self._kind is _JOINED:
             if exc is not None:
-                frame.level.mark_rollback_only(exc)
+                level.mark_rollback_only(exc)
         elif self._kind is _SAVEPOINT:
-            self._exit_savepoint(frame.level, exc)
+            self._exit_savepoint(level, exc)
+        elif exc is not None:
+            self._rolled_back(frame.session, level, "exception", exc)
+        elif level.rollback_only:
+            cause = level.rollback_cause
+            self._rolled_back(frame.session, level, "rollback_only", cause)
+            raise TransactionRolledBackError(
+                "the transaction was rolled back because an exception left a joined scope"
+                " (%r) and was swallowed" % (cause,)
+            ) from cause
+        elif self._options.auto_commit or not frame.session.in_transaction():
+            self._commit(frame.session, level)
         else:
-            self._exit_own(frame.session, frame.level, exc)
+            # auto_commit=False and the body left work uncommitted: discard it.
+            self._rolled_back(frame.session, level, "not_committed", None)
 
     def _exit_savepoint(self, level: Level, exc: BaseException | None) -> None:
         savepoint = self._savepoint
@@ -278,39 +291,9 @@ class SessionScope:
         if level.on_rollback:
             run_callbacks(level.on_rollback, manager.log)
 
-    def _exit_own(self, session: Session, level: Level, exc: BaseException | None) -> None:
-        if exc is None and not level.rollback_only:
-            if self._options.auto_commit or not session.in_transaction():
-                self._commit(session, level)
-                manager = self._manager
-                try:
-                    if not close_if_idle(session):
-                        run_shielded(self._close, session, level.transaction_id)
-                    elif manager.logs_debug:
-                        manager.log(
-                            logging.DEBUG, "session closed", transaction_id=level.transaction_id
-                        )
-                finally:
-                    if manager.monitoring:
-                        self._ended(level, None, None)
-                if level.on_commit:
-                    run_callbacks(level.on_commit, self._manager.log)
-                return
-            # auto_commit=False and the body left work uncommitted: discard it.
-            self._rolled_back(session, level, "not_committed", None)
-            return
-        if exc is not None:
-            self._rolled_back(session, level, "exception", exc)
-            return
-        cause = level.rollback_cause
-        self._rolled_back(session, level, "rollback_only", cause)
-        raise TransactionRolledBackError(
-            "the transaction was rolled back because an exception left a joined scope"
-            " (%r) and was swallowed" % (cause,)
-        ) from cause
-
     def _commit(self, session: Session, level: Level) -> None:
-        """Flush, then COMMIT; an error is handled here, and raised."""
+        """Flush, COMMIT, close, then the on_commit callbacks; an error is handled here,
+        and raised."""
         manager = self._manager
         try:
             if self._options.read_only and manager.read_only_off is not None:
@@ -331,17 +314,7 @@ class SessionScope:
                 # constraint): the transaction is definitely rolled back.
                 self._rolled_back(session, level, "commit_failed", error)
                 raise
-            # Neither callbacks nor a rollback count: nobody knows what happened.
-            if manager.monitoring:
-                manager.monitor.commit_outcome_unknown(error, level.transaction_id)
-                manager.monitor.session_closed(level.transaction_id)
-            manager.log(
-                logging.ERROR,
-                "COMMIT outcome unknown, connection lost while it was in flight: %r",
-                error,
-                transaction_id=level.transaction_id,
-            )
-            run_shielded(self._close, session, level.transaction_id)
+            self._outcome_unknown(session, level, error)
             if isinstance(error, Exception):
                 raise CommitOutcomeUnknownError(
                     "the connection was lost while COMMIT was in flight: the transaction "
@@ -350,6 +323,31 @@ class SessionScope:
             raise  # a cancellation reaches the caller unchanged
         if manager.logs_debug:
             manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
+        try:
+            if not close_if_idle(session):
+                run_shielded(self._close, session, level.transaction_id)
+            elif manager.logs_debug:
+                manager.log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
+        finally:
+            if manager.monitoring:
+                self._ended(level, None, None)
+        if level.on_commit:
+            run_callbacks(level.on_commit, manager.log)
+
+    def _outcome_unknown(self, session: Session, level: Level, error: BaseException) -> None:
+        """The connection was lost during COMMIT: neither callbacks nor a rollback
+        count, since nobody knows what happened; the session is closed."""
+        manager = self._manager
+        if manager.monitoring:
+            manager.monitor.commit_outcome_unknown(error, level.transaction_id)
+            manager.monitor.session_closed(level.transaction_id)
+        manager.log(
+            logging.ERROR,
+            "COMMIT outcome unknown, connection lost while it was in flight: %r",
+            error,
+            transaction_id=level.transaction_id,
+        )
+        run_shielded(self._close, session, level.transaction_id)
 
     def _rolled_back(
         self, session: Session, level: Level, cause: str, error: BaseException | None
