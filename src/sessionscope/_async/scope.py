@@ -129,7 +129,8 @@ class AsyncSessionScope:
         options = self._options
         owner = current_owner()
         parent = self._parent
-        if parent is None and innermost.get() is not None:
+        enclosing = innermost.get()
+        if parent is None and enclosing is not None:
             parent = find_frame(manager, owner)
         propagation = options.propagation
         if parent is None or propagation == "requires_new":
@@ -138,7 +139,7 @@ class AsyncSessionScope:
                     "propagation='mandatory' needs an active scope of %s in this task or thread"
                     % manager.name
                 )
-            frame = await self._open_session(owner)
+            frame = await self._open_session(owner, enclosing)
         else:
             check_joinable(parent.level.isolation_level, parent.level.read_only, options)
             level = parent.level
@@ -156,13 +157,13 @@ class AsyncSessionScope:
                     manager.monitor.savepoint("opened", level.transaction_id)
             else:
                 self._kind = _JOINED
-            frame = Frame(manager, parent.session, level, innermost.get(), owner)
+            frame = Frame(manager, parent.session, level, enclosing, owner)
         self._frame = frame
         innermost.set(frame)
         session: AsyncSession = frame.session
         return session
 
-    async def _open_session(self, owner: object) -> Frame:
+    async def _open_session(self, owner: object, enclosing: Frame | None) -> Frame:
         """A new session with its connection: acquired now, so that a refused
         connection can be retried before the body runs (a body never can be)."""
         manager = self._manager
@@ -198,7 +199,7 @@ class AsyncSessionScope:
             level = Level(
                 None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
             )
-            return Frame(manager, session, level, innermost.get(), owner)
+            return Frame(manager, session, level, enclosing, owner)
 
     async def _discard(self, session: AsyncSession, transaction_id: int) -> None:
         """Close a session whose scope never began (no connection, or no read-only)."""
@@ -326,8 +327,11 @@ class AsyncSessionScope:
             elif manager.logs_debug:
                 manager.log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
         finally:
-            if manager.monitoring:
-                self._ended(level, None, None)
+            if manager.monitoring:  # _ended() inlined: this is every transaction's path
+                duration = perf_counter() - self._started
+                manager.monitor.closed(duration, level.transaction_id)
+                if duration >= manager.slow_transaction_seconds:
+                    self._warn_slow(duration, level.transaction_id)
         if level.on_commit:
             await run_callbacks(level.on_commit, manager.log)
 
@@ -378,15 +382,19 @@ class AsyncSessionScope:
         transaction_id = level.transaction_id
         manager.monitor.closed(duration, transaction_id, cause, error)
         if duration >= manager.slow_transaction_seconds:
-            manager.monitor.slow_transaction(duration, transaction_id)
-            manager.log(
-                logging.WARNING,
-                "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
-                duration,
-                manager.config.slow_transaction_seconds,
-                call_site(),
-                transaction_id=transaction_id,
-            )
+            self._warn_slow(duration, transaction_id)
+
+    def _warn_slow(self, duration: float, transaction_id: int) -> None:
+        manager = self._manager
+        manager.monitor.slow_transaction(duration, transaction_id)
+        manager.log(
+            logging.WARNING,
+            "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
+            duration,
+            manager.config.slow_transaction_seconds,
+            call_site(),
+            transaction_id=transaction_id,
+        )
 
     async def _close(
         self, session: AsyncSession, transaction_id: int, rollback: bool = False

@@ -132,7 +132,8 @@ class SessionScope:
         options = self._options
         owner = current_owner()
         parent = self._parent
-        if parent is None and innermost.get() is not None:
+        enclosing = innermost.get()
+        if parent is None and enclosing is not None:
             parent = find_frame(manager, owner)
         propagation = options.propagation
         if parent is None or propagation == "requires_new":
@@ -141,7 +142,7 @@ class SessionScope:
                     "propagation='mandatory' needs an active scope of %s in this task or thread"
                     % manager.name
                 )
-            frame = self._open_session(owner)
+            frame = self._open_session(owner, enclosing)
         else:
             check_joinable(parent.level.isolation_level, parent.level.read_only, options)
             level = parent.level
@@ -159,13 +160,13 @@ class SessionScope:
                     manager.monitor.savepoint("opened", level.transaction_id)
             else:
                 self._kind = _JOINED
-            frame = Frame(manager, parent.session, level, innermost.get(), owner)
+            frame = Frame(manager, parent.session, level, enclosing, owner)
         self._frame = frame
         innermost.set(frame)
         session: Session = frame.session
         return session
 
-    def _open_session(self, owner: object) -> Frame:
+    def _open_session(self, owner: object, enclosing: Frame | None) -> Frame:
         """A new session with its connection: acquired now, so that a refused
         connection can be retried before the body runs (a body never can be)."""
         manager = self._manager
@@ -201,7 +202,7 @@ class SessionScope:
             level = Level(
                 None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
             )
-            return Frame(manager, session, level, innermost.get(), owner)
+            return Frame(manager, session, level, enclosing, owner)
 
     def _discard(self, session: Session, transaction_id: int) -> None:
         """Close a session whose scope never began (no connection, or no read-only)."""
@@ -329,8 +330,11 @@ class SessionScope:
             elif manager.logs_debug:
                 manager.log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
         finally:
-            if manager.monitoring:
-                self._ended(level, None, None)
+            if manager.monitoring:  # _ended() inlined: this is every transaction's path
+                duration = perf_counter() - self._started
+                manager.monitor.closed(duration, level.transaction_id)
+                if duration >= manager.slow_transaction_seconds:
+                    self._warn_slow(duration, level.transaction_id)
         if level.on_commit:
             run_callbacks(level.on_commit, manager.log)
 
@@ -379,15 +383,19 @@ class SessionScope:
         transaction_id = level.transaction_id
         manager.monitor.closed(duration, transaction_id, cause, error)
         if duration >= manager.slow_transaction_seconds:
-            manager.monitor.slow_transaction(duration, transaction_id)
-            manager.log(
-                logging.WARNING,
-                "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
-                duration,
-                manager.config.slow_transaction_seconds,
-                call_site(),
-                transaction_id=transaction_id,
-            )
+            self._warn_slow(duration, transaction_id)
+
+    def _warn_slow(self, duration: float, transaction_id: int) -> None:
+        manager = self._manager
+        manager.monitor.slow_transaction(duration, transaction_id)
+        manager.log(
+            logging.WARNING,
+            "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
+            duration,
+            manager.config.slow_transaction_seconds,
+            call_site(),
+            transaction_id=transaction_id,
+        )
 
     def _close(self, session: Session, transaction_id: int, rollback: bool = False) -> None:
         """Return the connection to the pool whatever happens; never raises an Exception."""
