@@ -87,23 +87,16 @@ class Level:
 
 
 class Frame:
-    """One active scope."""
+    """One active scope: the base of both flavours' scope classes, so entering a
+    scope allocates nothing more than the scope itself. Set when it is entered."""
 
     __slots__ = ("level", "manager", "owner", "parent", "session")
 
-    def __init__(
-        self,
-        manager: object,
-        session: Any,
-        level: Level,
-        parent: Frame | None,
-        owner: object,
-    ) -> None:
-        self.manager = manager
-        self.session = session
-        self.level = level
-        self.parent = parent
-        self.owner = owner
+    manager: Any  # the manager whose scope this is
+    session: Any  # None until entered
+    level: Level  # the transaction or savepoint it runs in
+    parent: Frame | None  # the enclosing frame, of any manager
+    owner: object  # the task that entered it (async), or None
 
 
 innermost: ContextVar[Frame | None] = ContextVar("sessionscope_innermost", default=None)

@@ -40,7 +40,7 @@ __all__ = ["AsyncSessionScope"]
 _JOINED, _SAVEPOINT, _OWN = "joined", "savepoint", "own"
 
 
-class AsyncSessionScope:
+class AsyncSessionScope(Frame):
     """A transactional scope: ``[async] with manager.session_scope() as session:``.
 
     The outermost scope opens a session and a transaction. On a clean exit it
@@ -73,16 +73,7 @@ class AsyncSessionScope:
     used once: call ``session_scope()`` again for another.
     """
 
-    __slots__ = (
-        "_frame",
-        "_kind",
-        "_manager",
-        "_options",
-        "_parent",
-        "_savepoint",
-        "_started",
-        "connecting",
-    )
+    __slots__ = ("_joining", "_kind", "_options", "_savepoint", "_started", "connecting")
 
     def __init__(
         self,
@@ -90,11 +81,11 @@ class AsyncSessionScope:
         options: ScopeOptions,
         parent: Frame | None = None,
     ) -> None:
-        self._manager = manager
+        self.manager = manager
+        self.session = None
         self._options = options
         # A frame the caller's session belongs to; None means: look it up on entry.
-        self._parent = parent
-        self._frame: Frame | None = None
+        self._joining = parent
         self._kind = _OWN
         self._savepoint: AsyncSessionTransaction | None = None
         self._started = 0.0
@@ -115,20 +106,20 @@ class AsyncSessionScope:
         copy of the context is thrown away) on behalf of a request handled in
         another context: FastAPI's thread pool. Undo with ``release_current()``.
         """
-        assert self._frame is not None, "make_current() needs an entered scope"
-        innermost.set(self._frame)
+        assert self.session is not None, "make_current() needs an entered scope"
+        innermost.set(self)
 
     def release_current(self) -> None:
-        assert self._frame is not None, "release_current() needs an entered scope"
-        innermost.set(self._frame.parent)
+        assert self.session is not None, "release_current() needs an entered scope"
+        innermost.set(self.parent)
 
     async def __aenter__(self) -> AsyncSession:
-        if self._frame is not None:
+        if self.session is not None:
             raise RuntimeError("a scope object is entered once; call session_scope() for another")
-        manager = self._manager
+        manager = self.manager
         options = self._options
         owner = current_owner()
-        parent = self._parent
+        parent = self._joining
         enclosing = innermost.get()
         if parent is None and enclosing is not None:
             parent = find_frame(manager, owner)
@@ -139,7 +130,7 @@ class AsyncSessionScope:
                     "propagation='mandatory' needs an active scope of %s in this task or thread"
                     % manager.name
                 )
-            frame = await self._open_session(owner, enclosing)
+            session = await self._open_session()
         else:
             check_joinable(parent.level.isolation_level, parent.level.read_only, options)
             level = parent.level
@@ -157,20 +148,22 @@ class AsyncSessionScope:
                     manager.monitor.savepoint("opened", level.transaction_id)
             else:
                 self._kind = _JOINED
-            frame = Frame(manager, parent.session, level, enclosing, owner)
-        self._frame = frame
-        innermost.set(frame)
-        session: AsyncSession = frame.session
+            session = parent.session
+            self.level = level
+        self.session = session
+        self.parent = enclosing
+        self.owner = owner
+        innermost.set(self)
         return session
 
-    async def _open_session(self, owner: object, enclosing: Frame | None) -> Frame:
+    async def _open_session(self) -> AsyncSession:
         """A new session with its connection: acquired now, so that a refused
         connection can be retried before the body runs (a body never can be)."""
-        manager = self._manager
+        manager = self.manager
         options = self._options
         attempt = 0
         while True:
-            session = manager.sessionmaker()
+            session: AsyncSession = manager.sessionmaker()
             transaction_id = next(manager.transaction_ids)
             if manager.logs_debug:
                 manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
@@ -196,15 +189,15 @@ class AsyncSessionScope:
             except BaseException:
                 await self._discard(session, transaction_id)
                 raise
-            level = Level(
+            self.level = Level(
                 None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
             )
-            return Frame(manager, session, level, enclosing, owner)
+            return session
 
     async def _discard(self, session: AsyncSession, transaction_id: int) -> None:
         """Close a session whose scope never began (no connection, or no read-only)."""
-        monitor = self._manager.monitor
-        if self._manager.monitoring:
+        monitor = self.manager.monitor
+        if self.manager.monitoring:
             if self.connecting:  # connected() has not counted it yet
                 monitor.session_opened(transaction_id)
             monitor.session_closed(transaction_id)
@@ -216,34 +209,34 @@ class AsyncSessionScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        frame = self._frame
-        assert frame is not None, "__aexit__ without __aenter__"
-        innermost.set(frame.parent)
-        level = frame.level
+        session = self.session
+        assert session is not None, "__aexit__ without __aenter__"
+        innermost.set(self.parent)
+        level = self.level
         if self._kind is _JOINED:
             if exc is not None:
                 level.mark_rollback_only(exc)
         elif self._kind is _SAVEPOINT:
             await self._exit_savepoint(level, exc)
         elif exc is not None:
-            await self._rolled_back(frame.session, level, "exception", exc)
+            await self._rolled_back(session, level, "exception", exc)
         elif level.rollback_only:
             cause = level.rollback_cause
-            await self._rolled_back(frame.session, level, "rollback_only", cause)
+            await self._rolled_back(session, level, "rollback_only", cause)
             raise TransactionRolledBackError(
                 "the transaction was rolled back because an exception left a joined scope"
                 " (%r) and was swallowed" % (cause,)
             ) from cause
-        elif self._options.auto_commit or not frame.session.in_transaction():
-            await self._commit(frame.session, level)
+        elif self._options.auto_commit or not session.in_transaction():
+            await self._commit(session, level)
         else:
             # auto_commit=False and the body left work uncommitted: discard it.
-            await self._rolled_back(frame.session, level, "not_committed", None)
+            await self._rolled_back(session, level, "not_committed", None)
 
     async def _exit_savepoint(self, level: Level, exc: BaseException | None) -> None:
         savepoint = self._savepoint
         assert savepoint is not None and level.parent is not None
-        manager = self._manager
+        manager = self.manager
         if exc is None and not level.rollback_only:
             try:
                 await savepoint.commit()
@@ -265,7 +258,7 @@ class AsyncSessionScope:
     async def _rollback_savepoint(
         self, savepoint: AsyncSessionTransaction, level: Level, cause: BaseException | None
     ) -> None:
-        manager = self._manager
+        manager = self.manager
         transaction_id = level.transaction_id
         try:
             await run_shielded(savepoint.rollback)
@@ -292,7 +285,7 @@ class AsyncSessionScope:
     async def _commit(self, session: AsyncSession, level: Level) -> None:
         """Flush, COMMIT, close, then the on_commit callbacks; an error is handled here,
         and raised."""
-        manager = self._manager
+        manager = self.manager
         try:
             if self._options.read_only and manager.read_only_off is not None:
                 await session.execute(text(manager.read_only_off))
@@ -340,7 +333,7 @@ class AsyncSessionScope:
     ) -> None:
         """The connection was lost during COMMIT: neither callbacks nor a rollback
         count, since nobody knows what happened; the session is closed."""
-        manager = self._manager
+        manager = self.manager
         if manager.monitoring:
             manager.monitor.commit_outcome_unknown(error, level.transaction_id)
             manager.monitor.session_closed(level.transaction_id)
@@ -356,7 +349,7 @@ class AsyncSessionScope:
         self, session: AsyncSession, level: Level, cause: str, error: BaseException | None
     ) -> None:
         """Roll back and close (shielded), then run the on_rollback callbacks."""
-        manager = self._manager
+        manager = self.manager
         manager.log(
             logging.INFO,
             "rolling back (%s): %r",
@@ -374,7 +367,7 @@ class AsyncSessionScope:
     def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
         """Count a transaction that ended, and its session's closing (committed if
         ``cause`` is None); warn if it was slow."""
-        manager = self._manager
+        manager = self.manager
         if not manager.monitoring:
             return
         # Read before anything else: what follows is not part of the transaction.
@@ -385,7 +378,7 @@ class AsyncSessionScope:
             self._warn_slow(duration, transaction_id)
 
     def _warn_slow(self, duration: float, transaction_id: int) -> None:
-        manager = self._manager
+        manager = self.manager
         manager.monitor.slow_transaction(duration, transaction_id)
         manager.log(
             logging.WARNING,
@@ -400,7 +393,7 @@ class AsyncSessionScope:
         self, session: AsyncSession, transaction_id: int, rollback: bool = False
     ) -> None:
         """Return the connection to the pool whatever happens; never raises an Exception."""
-        manager = self._manager
+        manager = self.manager
         try:
             if rollback:
                 try:

@@ -43,7 +43,7 @@ __all__ = ["SessionScope"]
 _JOINED, _SAVEPOINT, _OWN = "joined", "savepoint", "own"
 
 
-class SessionScope:
+class SessionScope(Frame):
     """A transactional scope: ``[async] with manager.session_scope() as session:``.
 
     The outermost scope opens a session and a transaction. On a clean exit it
@@ -76,16 +76,7 @@ class SessionScope:
     used once: call ``session_scope()`` again for another.
     """
 
-    __slots__ = (
-        "_frame",
-        "_kind",
-        "_manager",
-        "_options",
-        "_parent",
-        "_savepoint",
-        "_started",
-        "connecting",
-    )
+    __slots__ = ("_joining", "_kind", "_options", "_savepoint", "_started", "connecting")
 
     def __init__(
         self,
@@ -93,11 +84,11 @@ class SessionScope:
         options: ScopeOptions,
         parent: Frame | None = None,
     ) -> None:
-        self._manager = manager
+        self.manager = manager
+        self.session = None
         self._options = options
         # A frame the caller's session belongs to; None means: look it up on entry.
-        self._parent = parent
-        self._frame: Frame | None = None
+        self._joining = parent
         self._kind = _OWN
         self._savepoint: SessionTransaction | None = None
         self._started = 0.0
@@ -118,20 +109,20 @@ class SessionScope:
         copy of the context is thrown away) on behalf of a request handled in
         another context: FastAPI's thread pool. Undo with ``release_current()``.
         """
-        assert self._frame is not None, "make_current() needs an entered scope"
-        innermost.set(self._frame)
+        assert self.session is not None, "make_current() needs an entered scope"
+        innermost.set(self)
 
     def release_current(self) -> None:
-        assert self._frame is not None, "release_current() needs an entered scope"
-        innermost.set(self._frame.parent)
+        assert self.session is not None, "release_current() needs an entered scope"
+        innermost.set(self.parent)
 
     def __enter__(self) -> Session:
-        if self._frame is not None:
+        if self.session is not None:
             raise RuntimeError("a scope object is entered once; call session_scope() for another")
-        manager = self._manager
+        manager = self.manager
         options = self._options
         owner = current_owner()
-        parent = self._parent
+        parent = self._joining
         enclosing = innermost.get()
         if parent is None and enclosing is not None:
             parent = find_frame(manager, owner)
@@ -142,7 +133,7 @@ class SessionScope:
                     "propagation='mandatory' needs an active scope of %s in this task or thread"
                     % manager.name
                 )
-            frame = self._open_session(owner, enclosing)
+            session = self._open_session()
         else:
             check_joinable(parent.level.isolation_level, parent.level.read_only, options)
             level = parent.level
@@ -160,20 +151,22 @@ class SessionScope:
                     manager.monitor.savepoint("opened", level.transaction_id)
             else:
                 self._kind = _JOINED
-            frame = Frame(manager, parent.session, level, enclosing, owner)
-        self._frame = frame
-        innermost.set(frame)
-        session: Session = frame.session
+            session = parent.session
+            self.level = level
+        self.session = session
+        self.parent = enclosing
+        self.owner = owner
+        innermost.set(self)
         return session
 
-    def _open_session(self, owner: object, enclosing: Frame | None) -> Frame:
+    def _open_session(self) -> Session:
         """A new session with its connection: acquired now, so that a refused
         connection can be retried before the body runs (a body never can be)."""
-        manager = self._manager
+        manager = self.manager
         options = self._options
         attempt = 0
         while True:
-            session = manager.sessionmaker()
+            session: Session = manager.sessionmaker()
             transaction_id = next(manager.transaction_ids)
             if manager.logs_debug:
                 manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
@@ -199,15 +192,15 @@ class SessionScope:
             except BaseException:
                 self._discard(session, transaction_id)
                 raise
-            level = Level(
+            self.level = Level(
                 None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
             )
-            return Frame(manager, session, level, enclosing, owner)
+            return session
 
     def _discard(self, session: Session, transaction_id: int) -> None:
         """Close a session whose scope never began (no connection, or no read-only)."""
-        monitor = self._manager.monitor
-        if self._manager.monitoring:
+        monitor = self.manager.monitor
+        if self.manager.monitoring:
             if self.connecting:  # connected() has not counted it yet
                 monitor.session_opened(transaction_id)
             monitor.session_closed(transaction_id)
@@ -219,34 +212,34 @@ class SessionScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        frame = self._frame
-        assert frame is not None, "__aexit__ without __aenter__"
-        innermost.set(frame.parent)
-        level = frame.level
+        session = self.session
+        assert session is not None, "__aexit__ without __aenter__"
+        innermost.set(self.parent)
+        level = self.level
         if self._kind is _JOINED:
             if exc is not None:
                 level.mark_rollback_only(exc)
         elif self._kind is _SAVEPOINT:
             self._exit_savepoint(level, exc)
         elif exc is not None:
-            self._rolled_back(frame.session, level, "exception", exc)
+            self._rolled_back(session, level, "exception", exc)
         elif level.rollback_only:
             cause = level.rollback_cause
-            self._rolled_back(frame.session, level, "rollback_only", cause)
+            self._rolled_back(session, level, "rollback_only", cause)
             raise TransactionRolledBackError(
                 "the transaction was rolled back because an exception left a joined scope"
                 " (%r) and was swallowed" % (cause,)
             ) from cause
-        elif self._options.auto_commit or not frame.session.in_transaction():
-            self._commit(frame.session, level)
+        elif self._options.auto_commit or not session.in_transaction():
+            self._commit(session, level)
         else:
             # auto_commit=False and the body left work uncommitted: discard it.
-            self._rolled_back(frame.session, level, "not_committed", None)
+            self._rolled_back(session, level, "not_committed", None)
 
     def _exit_savepoint(self, level: Level, exc: BaseException | None) -> None:
         savepoint = self._savepoint
         assert savepoint is not None and level.parent is not None
-        manager = self._manager
+        manager = self.manager
         if exc is None and not level.rollback_only:
             try:
                 savepoint.commit()
@@ -268,7 +261,7 @@ class SessionScope:
     def _rollback_savepoint(
         self, savepoint: SessionTransaction, level: Level, cause: BaseException | None
     ) -> None:
-        manager = self._manager
+        manager = self.manager
         transaction_id = level.transaction_id
         try:
             run_shielded(savepoint.rollback)
@@ -295,7 +288,7 @@ class SessionScope:
     def _commit(self, session: Session, level: Level) -> None:
         """Flush, COMMIT, close, then the on_commit callbacks; an error is handled here,
         and raised."""
-        manager = self._manager
+        manager = self.manager
         try:
             if self._options.read_only and manager.read_only_off is not None:
                 session.execute(text(manager.read_only_off))
@@ -341,7 +334,7 @@ class SessionScope:
     def _outcome_unknown(self, session: Session, level: Level, error: BaseException) -> None:
         """The connection was lost during COMMIT: neither callbacks nor a rollback
         count, since nobody knows what happened; the session is closed."""
-        manager = self._manager
+        manager = self.manager
         if manager.monitoring:
             manager.monitor.commit_outcome_unknown(error, level.transaction_id)
             manager.monitor.session_closed(level.transaction_id)
@@ -357,7 +350,7 @@ class SessionScope:
         self, session: Session, level: Level, cause: str, error: BaseException | None
     ) -> None:
         """Roll back and close (shielded), then run the on_rollback callbacks."""
-        manager = self._manager
+        manager = self.manager
         manager.log(
             logging.INFO,
             "rolling back (%s): %r",
@@ -375,7 +368,7 @@ class SessionScope:
     def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
         """Count a transaction that ended, and its session's closing (committed if
         ``cause`` is None); warn if it was slow."""
-        manager = self._manager
+        manager = self.manager
         if not manager.monitoring:
             return
         # Read before anything else: what follows is not part of the transaction.
@@ -386,7 +379,7 @@ class SessionScope:
             self._warn_slow(duration, transaction_id)
 
     def _warn_slow(self, duration: float, transaction_id: int) -> None:
-        manager = self._manager
+        manager = self.manager
         manager.monitor.slow_transaction(duration, transaction_id)
         manager.log(
             logging.WARNING,
@@ -399,7 +392,7 @@ class SessionScope:
 
     def _close(self, session: Session, transaction_id: int, rollback: bool = False) -> None:
         """Return the connection to the pool whatever happens; never raises an Exception."""
-        manager = self._manager
+        manager = self.manager
         try:
             if rollback:
                 try:
