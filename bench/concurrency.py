@@ -31,7 +31,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
-from harness import Series, format_table
+from harness import Series, format_table, paired_ratio
 from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
 from workload import ACCOUNTS, Database, total_balance, unit_of_work, unit_of_work_async
 
@@ -80,7 +80,8 @@ class ConcurrencyResult:
 
     @property
     def ratio(self) -> float:
-        return self.series[SCOPE].median / self.series[BASELINE].median
+        """Paired: the median over rounds of the ratio within each round."""
+        return paired_ratio(self.series[SCOPE], self.series[BASELINE])
 
     @property
     def error_count(self) -> int:
@@ -89,18 +90,27 @@ class ConcurrencyResult:
     def table(self) -> str:
         rows = []
         for key, series in self.series.items():
-            ratio = series.median / self.series[BASELINE].median
+            baseline = self.series[BASELINE]
             rows.append(
                 [
                     series.label + ("  [baseline]" if key == BASELINE else ""),
                     f"{series.median:,.0f}",
                     f"{series.minimum:,.0f}",
                     f"{series.spread:.1%}",
-                    f"{ratio:.3f}x",
+                    f"{paired_ratio(series, baseline):.3f}x",
+                    f"{series.median / baseline.median:.3f}x",
                     str(sum(self.errors.get(key, {}).values())),
                 ]
             )
-        headers = ["variant", "median units/s", "min units/s", "IQR", "ratio", "errors"]
+        headers = [
+            "variant",
+            "median units/s",
+            "min units/s",
+            "IQR",
+            "ratio",
+            "of medians",
+            "errors",
+        ]
         text = format_table(headers, rows)
         for key, counter in self.errors.items():
             for message, count in counter.most_common(MAX_SHOWN_ERRORS):
@@ -114,6 +124,7 @@ class ConcurrencyResult:
             "baseline": BASELINE,
             "unit": "units of work per second (per round)",
             "ratio": self.ratio,
+            "ratio_of_medians": self.series[SCOPE].median / self.series[BASELINE].median,
             "variants": {
                 key: series.as_json() | {"errors": dict(self.errors.get(key, {}))}
                 for key, series in self.series.items()

@@ -35,6 +35,7 @@ from harness import (
     Variant,
     format_table,
     make_keys,
+    paired_ratio,
     run_interleaved,
     run_interleaved_async,
 )
@@ -78,6 +79,10 @@ class GroupResult:
         return f"{self.flavour}/{self.database.backend}"
 
     def ratio(self, key: str) -> float:
+        """Paired: the median over rounds of the ratio within each round."""
+        return paired_ratio(self.series[key], self.series[BASELINE])
+
+    def ratio_of_medians(self, key: str) -> float:
         return self.series[key].median / self.series[BASELINE].median
 
     def table(self) -> str:
@@ -91,9 +96,10 @@ class GroupResult:
                     f"{series.minimum:.1f}",
                     f"{series.spread:.1%}",
                     f"{self.ratio(key):.3f}x",
+                    f"{self.ratio_of_medians(key):.3f}x",
                 ]
             )
-        headers = ["variant", "median µs", "min µs", "IQR", "ratio"]
+        headers = ["variant", "median µs", "min µs", "IQR", "ratio", "of medians"]
         return format_table(headers, rows)
 
     def as_json(self) -> dict[str, Any]:
@@ -104,7 +110,8 @@ class GroupResult:
             "unit": "µs per unit of work (per-round means)",
             "units_per_variant": self.units,
             "variants": {
-                key: series.as_json() | {"ratio": self.ratio(key)}
+                key: series.as_json()
+                | {"ratio": self.ratio(key), "ratio_of_medians": self.ratio_of_medians(key)}
                 for key, series in self.series.items()
             },
         }

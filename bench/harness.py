@@ -7,6 +7,12 @@ every variant, in a shuffled order, and records the mean time per unit of that
 batch. Drift of the machine (other processes, CPU frequency, a server
 checkpoint) then hits every variant alike, and the median over the rounds
 shrugs off the rounds it hit hardest.
+
+Ratios to the baseline are paired: the median over rounds of (variant /
+baseline) within each round, which cancels what drifts from round to round
+(on this shared machine the per-round figures of one variant spread by
+several percent, more than the differences measured). The ratio of the
+two medians is reported beside it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ __all__ = [
     "Variant",
     "format_table",
     "make_keys",
+    "paired_difference",
+    "paired_ratio",
     "run_interleaved",
     "run_interleaved_async",
 ]
@@ -87,6 +95,11 @@ class Series:
 def paired_difference(series: Series, baseline: Series) -> float:
     """The median over rounds of (series - baseline) within each round."""
     return statistics.median(a - b for a, b in zip(series.values, baseline.values, strict=True))
+
+
+def paired_ratio(series: Series, baseline: Series) -> float:
+    """The median over rounds of (series / baseline) within each round."""
+    return statistics.median(a / b for a, b in zip(series.values, baseline.values, strict=True))
 
 
 def make_keys(rng: random.Random, count: int, upper: int) -> list[int]:

@@ -14,7 +14,8 @@ e2e          one unit of work (SELECT by key + UPDATE + COMMIT on a 1000-row tab
              ``session_scope`` with monitoring on and off, and ``@with_session``:
              per flavour (sync, async) x backend (SQLite file, PostgreSQL), in
              interleaved rounds; median and min of the per-round means, and the
-             ratio to raw SQLAlchemy. The SQLite file runs in WAL mode with
+             ratio to raw SQLAlchemy (paired: the median of the per-round ratios;
+             the ratio of the medians beside it). The SQLite file runs in WAL mode with
              synchronous=NORMAL, so that no fsync drowns the code's cost
              (``--sqlite-durable``: SQLite's defaults instead).
 overhead     µs a scope adds over raw SQLAlchemy around ``SELECT 1`` on in-memory
