@@ -154,9 +154,11 @@ def listen_after_begin(maker: async_sessionmaker[Any], listener: Callable[..., A
 
 
 def has_pending_changes(session: AsyncSession) -> bool:
-    """Whether a flush would write anything: SQLAlchemy's own test before it flushes
-    at COMMIT (``new``, ``dirty`` and ``deleted`` would build three sets to say so)."""
-    return not session.sync_session._is_clean()
+    """Whether a flush would write anything: SQLAlchemy's own test (``_is_clean()``)
+    read directly, as it runs on every COMMIT; ``new``, ``dirty`` and ``deleted``
+    would build three sets to say so. tests/test_private_api.py guards the names."""
+    sync = session.sync_session
+    return bool(sync._new or sync._deleted or sync.identity_map._modified)
 
 
 def close_if_idle(session: AsyncSession) -> bool:
@@ -165,7 +167,7 @@ def close_if_idle(session: AsyncSession) -> bool:
     Closing such a session awaits nothing, so no cancellation can cut it short
     and it needs neither a shield nor a task of its own.
     """
-    if session.in_transaction():
+    if session.sync_session._transaction is not None:  # in_transaction(), without the call
         return False
     try:
         session.sync_session.close()

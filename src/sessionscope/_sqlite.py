@@ -46,13 +46,15 @@ def emit_begin(session: Any, transaction: Any, connection: Connection) -> None:
     # round trip; in AUTOCOMMIT a BEGIN of ours would never be committed.
     if connection._is_autocommit_isolation():
         return
-    raw = _sqlite3_connection(connection.connection.driver_connection)
-    if raw is None:
-        return  # closed under us: the statement that follows reports it
+    raw = connection.connection.driver_connection
+    if type(raw) is not sqlite3.Connection:  # aiosqlite (pysqlite's is the sqlite3 one)
+        raw = _sqlite3_connection(raw)
+        if raw is None:
+            return  # closed under us: the statement that follows reports it
     # Already in one: a SAVEPOINT's after_begin, or a session joining a
-    # connection's transaction; with Python >= 3.12's autocommit=False,
-    # sqlite3 keeps a transaction open itself.
-    if raw.in_transaction or getattr(raw, "autocommit", None) is False:
+    # connection's transaction. (With Python >= 3.12's autocommit=False, sqlite3
+    # keeps a transaction open itself, so this is true there too.)
+    if raw.in_transaction:
         return
     try:
         raw.execute("BEGIN")

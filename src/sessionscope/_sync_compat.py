@@ -61,14 +61,16 @@ def listen_after_begin(maker: sessionmaker[Any], listener: Callable[..., Any]) -
 
 
 def has_pending_changes(session: Session) -> bool:
-    """Whether a flush would write anything: SQLAlchemy's own test before it flushes
-    at COMMIT (``new``, ``dirty`` and ``deleted`` would build three sets to say so)."""
-    return not session._is_clean()
+    """Whether a flush would write anything: SQLAlchemy's own test (``_is_clean()``)
+    read directly, as it runs on every COMMIT; ``new``, ``dirty`` and ``deleted``
+    would build three sets to say so. tests/test_private_api.py guards the names."""
+    sync = session
+    return bool(sync._new or sync._deleted or sync.identity_map._modified)
 
 
 def close_if_idle(session: Session) -> bool:
     """Close ``session`` now if it holds no connection (as after a COMMIT); False if not."""
-    if session.in_transaction():
+    if session._transaction is not None:  # in_transaction(), without the call
         return False
     try:
         session.close()
