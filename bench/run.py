@@ -115,11 +115,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="See the docstring of bench/run.py for what each section measures.",
     )
     parser.add_argument("--quick", action="store_true", help="few rounds, small batches (CI smoke)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 15; quick 3)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 31; quick 3)")
     parser.add_argument(
         "--batch",
         type=int,
-        help="units per batch in e2e (default 200; quick 40); overhead runs 5x as many",
+        help="units per batch in e2e (default 100; quick 40); overhead runs 5x as many",
     )
     parser.add_argument(
         "--sections",
@@ -162,8 +162,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     def default(value: Any, normal: Any, fast: Any) -> Any:
         return value if value is not None else (fast if quick else normal)
 
-    args.rounds = default(args.rounds, 15, 3)
-    args.batch = default(args.batch, 200, 40)
+    args.rounds = default(args.rounds, 31, 3)
+    args.batch = default(args.batch, 100, 40)
     args.duration = default(args.duration, 3.0, 0.5)
     args.concurrency_rounds = default(args.concurrency_rounds, 4, 2)
     args.memory_scopes = default(args.memory_scopes, 100_000, 5_000)
