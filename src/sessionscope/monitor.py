@@ -78,6 +78,10 @@ class SessionMonitor:
         # Waits of sessions that got their connection; durations of committed ones.
         self._pending_waits: list[float] = []
         self._pending_commits: list[float] = []
+        # The scopes' hot path: all of connected() while nobody listens, without a
+        # Python-level call; closed() and rolled_back() fold what it leaves.
+        self.note_connected = self._pending_waits.append
+        self.listening = False
         self.reset()
 
     def reset(self) -> None:
@@ -113,6 +117,7 @@ class SessionMonitor:
             )
         with self._lock:
             self._listeners = (*self._listeners, listener)
+            self.listening = True
 
     def remove_listener(self, listener: Listener) -> None:
         with self._lock:
@@ -121,6 +126,7 @@ class SessionMonitor:
             remaining = list(self._listeners)
             remaining.remove(listener)
             self._listeners = tuple(remaining)
+            self.listening = bool(remaining)
 
     def _emit(self, kind: str, **fields: Any) -> None:
         event = MonitorEvent(kind, self.name, **fields)
@@ -165,6 +171,7 @@ class SessionMonitor:
     ) -> None:
         """``cause`` is one of ``ROLLBACK_CAUSES``; ``error`` what caused it, if anything."""
         with self._lock:
+            self._fold_locked()  # the waits of transactions that never commit
             self._counts["rolled_back"] += 1
             self._rollback_causes[cause] += 1
             self._durations.add(duration)
@@ -205,9 +212,10 @@ class SessionMonitor:
             self.session_closed(transaction_id)
             self.rolled_back(duration, transaction_id, cause, error)
             return
-        pending = self._pending_commits
-        pending.append(duration)
-        if len(pending) >= _FOLD_AT:
+        self._pending_commits.append(duration)
+        # Every commit had a wait: the waits' list is the longer one (but for
+        # sessions still open), and scopes append to it without looking.
+        if len(self._pending_waits) >= _FOLD_AT:
             self._fold()
         if self._listeners:
             self._emit("session_closed", transaction_id=transaction_id)

@@ -175,7 +175,10 @@ class AsyncSessionScope(Frame):
                 self.connecting = False
                 if manager.monitoring:
                     wait = perf_counter() - self._started
-                    manager.monitor.connected(wait, transaction_id)
+                    if manager.monitor.listening:
+                        manager.monitor.connected(wait, transaction_id)
+                    else:
+                        manager.monitor.note_connected(wait)
                 if options.read_only:
                     await session.execute(text(manager.read_only_on))
             except Exception as error:
