@@ -126,79 +126,80 @@ class SessionScope(Frame):
         enclosing = innermost.get()
         if parent is None and enclosing is not None:
             parent = find_frame(manager, owner)
-        propagation = options.propagation
-        if parent is None or propagation == "requires_new":
-            if propagation == "mandatory":
-                raise NoActiveSessionError(
-                    "propagation='mandatory' needs an active scope of %s in this task or thread"
-                    % manager.name
-                )
-            session = self._open_session()
+        if parent is not None and options.propagation != "requires_new":
+            session = self._join(parent)
+        elif options.propagation == "mandatory":
+            raise NoActiveSessionError(
+                "propagation='mandatory' needs an active scope of %s in this task or thread"
+                % manager.name
+            )
         else:
-            check_joinable(parent.level.isolation_level, parent.level.read_only, options)
-            level = parent.level
-            if propagation == "nested":
-                self._kind = _SAVEPOINT
-                self._savepoint = parent.session.begin_nested()
-                level = Level(
-                    level,
-                    IS_ASYNC,
-                    level.read_only,
-                    level.isolation_level,
-                    level.transaction_id,
-                )
+            # A new session with its connection, acquired now, so that a refused
+            # connection can be retried before the body runs (a body never can
+            # be). Inline rather than a method of its own: every transaction starts here.
+            attempt = 0
+            while True:
+                session = manager.sessionmaker()
+                transaction_id = next(manager.transaction_ids)
+                if manager.logs_debug:
+                    manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
                 if manager.monitoring:
-                    manager.monitor.savepoint("opened", level.transaction_id)
-            else:
-                self._kind = _JOINED
-            session = parent.session
-            self.level = level
+                    self._started = perf_counter()
+                try:
+                    self.connecting = True
+                    session.connection(execution_options=options.execution_options)
+                    self.connecting = False
+                    if manager.monitoring:
+                        wait = perf_counter() - self._started
+                        if manager.monitor.listening:
+                            manager.monitor.connected(wait, transaction_id)
+                        else:
+                            manager.monitor.note_connected(wait)
+                    if options.read_only:
+                        session.execute(text(manager.read_only_on))
+                except Exception as error:
+                    self._discard(session, transaction_id)
+                    reason = transient_reason(error, connecting=True)
+                    if reason != "connection" or attempt >= options.connect_retries:
+                        raise
+                    attempt += 1
+                    wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
+                    continue
+                except BaseException:
+                    self._discard(session, transaction_id)
+                    raise
+                break
+            self.level = Level(
+                None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
+            )
         self.session = session
         self.parent = enclosing
         self.owner = owner
         innermost.set(self)
         return session
 
-    def _open_session(self) -> Session:
-        """A new session with its connection: acquired now, so that a refused
-        connection can be retried before the body runs (a body never can be)."""
-        manager = self.manager
+    def _join(self, parent: Frame) -> Session:
+        """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
         options = self._options
-        attempt = 0
-        while True:
-            session: Session = manager.sessionmaker()
-            transaction_id = next(manager.transaction_ids)
-            if manager.logs_debug:
-                manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
-            if manager.monitoring:
-                self._started = perf_counter()
-            try:
-                self.connecting = True
-                session.connection(execution_options=options.execution_options)
-                self.connecting = False
-                if manager.monitoring:
-                    wait = perf_counter() - self._started
-                    if manager.monitor.listening:
-                        manager.monitor.connected(wait, transaction_id)
-                    else:
-                        manager.monitor.note_connected(wait)
-                if options.read_only:
-                    session.execute(text(manager.read_only_on))
-            except Exception as error:
-                self._discard(session, transaction_id)
-                reason = transient_reason(error, connecting=True)
-                if reason != "connection" or attempt >= options.connect_retries:
-                    raise
-                attempt += 1
-                wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
-                continue
-            except BaseException:
-                self._discard(session, transaction_id)
-                raise
-            self.level = Level(
-                None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
+        check_joinable(parent.level.isolation_level, parent.level.read_only, options)
+        level = parent.level
+        if options.propagation == "nested":
+            self._kind = _SAVEPOINT
+            self._savepoint = parent.session.begin_nested()
+            level = Level(
+                level,
+                IS_ASYNC,
+                level.read_only,
+                level.isolation_level,
+                level.transaction_id,
             )
-            return session
+            if self.manager.monitoring:
+                self.manager.monitor.savepoint("opened", level.transaction_id)
+        else:
+            self._kind = _JOINED
+        self.level = level
+        session: Session = parent.session
+        return session
 
     def _discard(self, session: Session, transaction_id: int) -> None:
         """Close a session whose scope never began (no connection, or no read-only)."""
