@@ -27,8 +27,8 @@ class Histogram:
     def add(self, seconds: float) -> None:
         self.add_popped([seconds])
 
-    def add_popped(self, samples: list[float]) -> None:
-        """Add every sample of ``samples``, popping each (the list ends empty)."""
+    def add_popped(self, samples: list[float]) -> int:
+        """Add every sample of ``samples``, popping each (the list ends empty); how many."""
         buckets = self.buckets
         largest = self.max
         total = 0.0
@@ -44,6 +44,7 @@ class Histogram:
         self.count += count
         self.total += total
         self.max = largest
+        return count
 
     def copy(self) -> Histogram:
         twin = Histogram()

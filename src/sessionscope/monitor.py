@@ -232,18 +232,12 @@ class SessionMonitor:
         stay for the next fold, none is lost or counted twice.
         """
         counts = self._counts
-        waits = self._waits
-        before = waits.count
-        waits.add_popped(self._pending_waits)
-        folded = waits.count - before
-        counts["session_opened"] += folded
-        counts["connection_acquired"] += folded
-        durations = self._durations
-        before = durations.count
-        durations.add_popped(self._pending_commits)
-        folded = durations.count - before
-        counts["session_closed"] += folded
-        counts["committed"] += folded
+        connected = self._waits.add_popped(self._pending_waits)
+        counts["session_opened"] += connected
+        counts["connection_acquired"] += connected
+        committed = self._durations.add_popped(self._pending_commits)
+        counts["session_closed"] += committed
+        counts["committed"] += committed
 
     def savepoint(self, event: str, transaction_id: int | None) -> None:
         """``event`` is ``"opened"``, ``"released"`` or ``"rolled_back"``."""
