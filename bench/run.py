@@ -476,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets = evaluate_budgets(report.e2e, report.overhead, report.concurrency)
     print("\n== budgets (DESIGN.md §10) " + "=" * 53)
     print(format_table(["budget", "limit", "measured", "verdict"], [b.row() for b in budgets]))
+    if args.quick:
+        print("  (--quick: a smoke run; too few rounds for these verdicts to mean anything)")
     total = time.perf_counter() - started
     print(
         f"\nfinished in {total:.0f} s ("
