@@ -75,6 +75,8 @@ class AsyncSessionScope(Frame):
 
     __slots__ = ("_joining", "_kind", "_options", "_savepoint", "_started", "connecting")
 
+    manager: AsyncSessionManager  # narrower than Frame's, for the type checker
+
     def __init__(
         self,
         manager: AsyncSessionManager,

@@ -78,6 +78,8 @@ class SessionScope(Frame):
 
     __slots__ = ("_joining", "_kind", "_options", "_savepoint", "_started", "connecting")
 
+    manager: SessionManager  # narrower than Frame's, for the type checker
+
     def __init__(
         self,
         manager: SessionManager,
