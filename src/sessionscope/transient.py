@@ -102,7 +102,24 @@ def is_connection_error(exc: BaseException) -> bool:
     if code is not None:
         return code in CONNECTION_SQLSTATES or code.startswith("08")
     # Timeouts (TimeoutError, asyncio's included) are deliberately not here.
-    return any(isinstance(error, ConnectionError) for error in _driver_errors(exc))
+    return any(
+        isinstance(error, ConnectionError) or _is_psycopg_lost_connection(error)
+        for error in _driver_errors(exc)
+    )
+
+
+def _is_psycopg_lost_connection(error: BaseException) -> bool:
+    """psycopg reports a connection it lost before the server said why
+    ("connection socket closed", "server closed the connection unexpectedly")
+    as an OperationalError without SQLSTATE; every error the server sends has
+    one. SQLAlchemy does not always see it as a disconnect: the connection may
+    not be marked broken yet when it asks."""
+    if getattr(error, "sqlstate", "") is not None:
+        return False
+    return any(
+        cls.__name__ == "OperationalError" and cls.__module__.startswith("psycopg")
+        for cls in type(error).__mro__
+    )
 
 
 def transient_reason(exc: BaseException, connecting: bool = False) -> str | None:
