@@ -51,7 +51,11 @@ def with_sqlite_begin(maker: Any) -> Any:
     """``maker`` with the BEGIN a manager's sessions emit on SQLite (sessionscope's
     ``after_begin`` listener, which makes transactions and SAVEPOINTs real) and
     nothing else of sessionscope: raw SQLAlchemy doing the same database work."""
-    from sessionscope._sqlite import emit_begin
+    from sessionscope._sqlite import begin_sqlite_transaction
+
+    def emit_begin(session: Any, transaction: Any, connection: Any) -> None:
+        if not transaction.nested:
+            begin_sqlite_transaction(connection, read_only=False)
 
     if isinstance(maker, async_sessionmaker):
         from sessionscope._async_compat import listen_after_begin as listen_async

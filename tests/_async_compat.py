@@ -7,6 +7,7 @@ Generated tests import ``tests._async_compat``; the generator maps it to
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,3 +35,37 @@ def client_for(app: Any, *, raise_server_exceptions: bool = True) -> Any:
 
     transport = httpx2.ASGITransport(app=app, raise_app_exceptions=raise_server_exceptions)
     return httpx2.AsyncClient(transport=transport, base_url="http://test")
+
+
+def start_in_copy(fn: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any]:
+    """Start ``fn`` as code started inside a scope runs: in a task (here) or a thread
+    (sync), with a copy of the current context; ``await finish(handle)`` for its result."""
+    return asyncio.create_task(fn())  # type: ignore[arg-type]
+
+
+async def finish(handle: asyncio.Task[Any]) -> Any:
+    return await handle
+
+
+async def run_in(context: contextvars.Context, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``fn`` in ``context`` (a copy made earlier): in a task of its own here, in
+    this very thread in the sync flavour."""
+    return await asyncio.create_task(fn(), context=context)  # type: ignore[arg-type]
+
+
+async def wait_for_event(event: asyncio.Event) -> None:
+    async with asyncio.timeout(10):  # a setter that never comes fails the test, not hangs it
+        await event.wait()
+
+
+async def create_tables(engine: Any) -> None:
+    """The test tables, on a database only ``engine`` can reach (in-memory SQLite)."""
+    from tests.models import Base
+
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+
+
+def run_flavour(fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``fn`` from code that is not async (a forked child's entry point)."""
+    return asyncio.run(fn())  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,3 +38,55 @@ def client_for(app: Any, *, raise_server_exceptions: bool = True) -> Any:
     from fastapi.testclient import TestClient  # only the FastAPI tests need it
 
     return TestClient(app, raise_server_exceptions=raise_server_exceptions)
+
+
+class _Started(threading.Thread):
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self._context = contextvars.copy_context()
+        self._fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._context.run(self._fn)
+        except BaseException as error:
+            self.error = error
+
+
+def start_in_copy(fn: Callable[[], Any]) -> _Started:
+    """Start ``fn`` in a thread with a copy of the current context (as
+    ``contextvars.copy_context().run`` or a context-propagating pool would)."""
+    started = _Started(fn)
+    started.start()
+    return started
+
+
+def finish(handle: _Started) -> Any:
+    handle.join(10)
+    assert not handle.is_alive(), "the thread did not finish"
+    if handle.error is not None:
+        raise handle.error
+    return handle.result
+
+
+def run_in(context: contextvars.Context, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in ``context`` (a copy made earlier), in this thread."""
+    return context.run(fn)
+
+
+def wait_for_event(event: threading.Event) -> None:
+    assert event.wait(10), "the event was never set"
+
+
+def create_tables(engine: Any) -> None:
+    """The test tables, on a database only ``engine`` can reach (in-memory SQLite)."""
+    from tests.models import Base
+
+    Base.metadata.create_all(engine)
+
+
+def run_flavour(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` from code that is not async (a forked child's entry point)."""
+    return fn()

@@ -80,6 +80,16 @@ async def coroutine_function(session: Any) -> None:
     """A coroutine function: the wrong flavour for the sync decorator."""
 
 
+def generator_function(session: Any) -> Any:
+    """A generator function: refused by both decorators."""
+    yield session
+
+
+async def async_generator_function(session: Any) -> Any:
+    """An async generator function: refused by both decorators."""
+    yield session
+
+
 def engine_of_the_other_flavour(database: Database, is_async: bool) -> Any:
     """An engine on the same database, of the flavour the code under test is not."""
     rest = "://" + database.url.split("://", 1)[1]

@@ -48,6 +48,7 @@ REPLACEMENTS: dict[str, str] = {
     # sessionscope
     "AsyncSessionManager": "SessionManager",
     "AsyncSessionScope": "SessionScope",
+    "AsyncScopedSession": "ScopedSession",
     "AsyncSessionFunction": "SessionFunction",
     "async_session_scope": "session_scope",
     "async_with_session": "with_session",

@@ -17,7 +17,9 @@ from .errors import (
     ConcurrentSessionUseError,
     ConfigurationError,
     NoActiveSessionError,
+    Rollback,
     SessionScopeError,
+    TransactionOwnershipError,
     TransactionRolledBackError,
 )
 from .monitor import SessionMonitor
@@ -40,11 +42,13 @@ __all__ = [
     "ConcurrentSessionUseError",
     "ConfigurationError",
     "NoActiveSessionError",
+    "Rollback",
     "SessionConfig",
     "SessionManager",
     "SessionMonitor",
     "SessionScope",
     "SessionScopeError",
+    "TransactionOwnershipError",
     "TransactionRolledBackError",
     "async_session_scope",
     "async_with_session",

@@ -39,6 +39,7 @@ __all__ = [
     "AsyncSession",
     "AsyncSessionTransaction",
     "Outcome",
+    "Turns",
     "async_sessionmaker",
     "call_maybe_async",
     "close_if_idle",
@@ -53,6 +54,7 @@ __all__ = [
     "run_shielded",
     "sleep",
     "sync_engine_of",
+    "sync_session_of",
 ]
 
 IS_ASYNC = True
@@ -148,9 +150,33 @@ def listen_after_begin(maker: async_sessionmaker[Any], listener: Callable[..., A
     """Call ``listener`` from the ``after_begin`` event of the sessions ``maker`` makes,
     and of no others: their sync sessions get a class of their own."""
     base = maker.kw.get("sync_session_class") or maker.class_.sync_session_class
-    own = type(base.__name__, (base,), {"__module__": base.__module__})
+    # The sync session is where after_begin listeners find the scope: see sync_session_of().
+    namespace = {"__module__": base.__module__, "_sessionscope_scope": None}
+    own = type(base.__name__, (base,), namespace)
     maker.configure(sync_session_class=own)
     event.listen(own, "after_begin", listener)
+
+
+def sync_session_of(session: AsyncSession) -> Any:
+    """The sync session behind ``session``: where its scope is noted (``_sessionscope_scope``),
+    as SQLAlchemy's session events, which run on it, need to find it."""
+    return session.sync_session
+
+
+class Turns:
+    """One outermost scope at a time, for a pool whose every session gets the same
+    connection (in-memory SQLite): their transactions would interleave on it."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        await self._lock.acquire()
+
+    def give_back(self) -> None:
+        self._lock.release()
 
 
 def has_pending_changes(session: AsyncSession) -> bool:

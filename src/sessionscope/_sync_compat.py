@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar
@@ -17,12 +18,16 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import IllegalStateChangeError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from .context import current_owner
+from .errors import ConfigurationError
+
 __all__ = [
     "IS_ASYNC",
     "Connection",
     "Engine",
     "Outcome",
     "Session",
+    "Turns",
     "call_maybe_async",
     "close_if_idle",
     "guarded_session_class",
@@ -38,6 +43,7 @@ __all__ = [
     "sessionmaker",
     "sleep",
     "sync_engine_of",
+    "sync_session_of",
 ]
 
 IS_ASYNC = False
@@ -60,6 +66,38 @@ def listen_after_begin(maker: sessionmaker[Any], listener: Callable[..., Any]) -
     event.listen(maker, "after_begin", listener)
 
 
+def sync_session_of(session: Session) -> Any:
+    return session
+
+
+class Turns:
+    """One outermost scope at a time, for a pool whose every session gets the same
+    connection (in-memory SQLite): their transactions would interleave on it."""
+
+    __slots__ = ("_lock", "_thread")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: int | None = None
+
+    def take(self) -> None:
+        if not self._lock.acquire(False):
+            if self._thread == threading.get_ident():
+                # Sync scopes of asyncio tasks that interleave in one thread: waiting
+                # here would block the very thread that has to give the turn back.
+                raise ConfigurationError(
+                    "two scopes of a manager whose pool has a single connection (in-memory "
+                    "SQLite) are open at once in one thread, by tasks of an event loop; "
+                    "use the AsyncSessionManager from async code, or a database file"
+                )
+            self._lock.acquire()
+        self._thread = threading.get_ident()
+
+    def give_back(self) -> None:
+        self._thread = None
+        self._lock.release()
+
+
 def has_pending_changes(session: Session) -> bool:
     """Whether a flush would write anything: SQLAlchemy's own test (``_is_clean()``)
     read directly, as it runs on every COMMIT; ``new``, ``dirty`` and ``deleted``
@@ -77,12 +115,6 @@ def close_if_idle(session: Session) -> bool:
     except IllegalStateChangeError:
         return False  # another thread is inside it: the careful way
     return True
-
-
-# Sync frames are not tied to a task: whoever holds the context may use them, so
-# their owner is None. NoneType() returns None without the cost of a Python-level
-# call, which every scope would pay.
-current_owner: Callable[[], object] = type(None)
 
 
 def sync_engine_of(engine: Engine) -> Engine:

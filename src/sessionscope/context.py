@@ -6,29 +6,41 @@ held in a context variable, so every task and thread sees its own chain. A
 parent's level, a nested scope adds a savepoint level, and a new session adds
 a transaction level. Callbacks and the rollback-only mark live on levels.
 
-asyncio copies the context into every task it creates, so a child task sees
-its parent's frames; an async frame records the task that opened it and is
-invisible to any other task (one AsyncSession must never be used by two tasks
-at once). Sync frames belong to whoever holds the context: a thread-pool call
-that copies the context (as FastAPI's does) sees the caller's session.
+Python copies the context into every asyncio task, into threads started with
+``contextvars.copy_context()``, and into thread-pool calls that propagate it,
+so such code sees the frames of the scope it was started in, even after that
+scope has ended. A frame is therefore joined only by its *owner*, the task
+(or, outside any task, the thread) that entered it, and only while it is
+active: anyone else opens a scope of their own, so two tasks or threads never
+share a session by accident. An explicit hand-over (``make_current()``, which
+the FastAPI integration uses for ``def`` endpoints run in a worker thread)
+leaves a frame without an owner until the first task or thread that looks
+for it takes it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
+import threading
+from asyncio import _get_running_loop, current_task
 from collections.abc import Callable
 from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 from .errors import ConfigurationError, NoActiveSessionError
 
 __all__ = [
+    "ENDED",
+    "FORKED",
     "Frame",
     "Level",
+    "current_owner",
     "current_session",
     "find_frame",
     "get_default_manager",
+    "mark_frames_forked",
+    "scope_of",
     "on_commit",
     "on_rollback",
     "set_default_manager",
@@ -37,14 +49,32 @@ __all__ = [
 Callback = Callable[[], Any]
 
 
+class _Gone:
+    """The owner of a frame nobody may join any more."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+ENDED = _Gone("ENDED")  # the scope has exited
+FORKED = _Gone("FORKED")  # the scope belongs to the parent of this forked process
+_GONE = (ENDED, FORKED)
+
+
 class Level:
-    """A transaction or a savepoint."""
+    """A transaction or a savepoint, and the scope that opened it."""
 
     __slots__ = (
         "is_async",
         "isolation_level",
         "on_commit",
         "on_rollback",
+        "opener",
         "parent",
         "read_only",
         "rollback_cause",
@@ -55,12 +85,15 @@ class Level:
     def __init__(
         self,
         parent: Level | None,
+        opener: Frame,
+        *,
         is_async: bool,
         read_only: bool = False,
         isolation_level: str | None = None,
         transaction_id: int = 0,
     ) -> None:
         self.parent = parent
+        self.opener = opener
         self.transaction_id = transaction_id  # the manager's number for the transaction
         self.is_async = is_async
         self.read_only = read_only
@@ -71,10 +104,26 @@ class Level:
         self.rollback_only = False
         self.rollback_cause: BaseException | None = None
 
+    @property
+    def transaction(self) -> Level:
+        """The level of the transaction this savepoint (or transaction) belongs to."""
+        level = self
+        while level.parent is not None:
+            level = level.parent
+        return level
+
     def mark_rollback_only(self, cause: BaseException) -> None:
         if not self.rollback_only:
             self.rollback_only = True
             self.rollback_cause = cause
+
+    def take_callbacks(self, committed: bool) -> list[Callback] | None:
+        """The transaction ended: the callbacks of the outcome, the others dropped."""
+        callbacks = self.on_commit if committed else self.on_rollback
+        self.on_commit = self.on_rollback = None
+        self.rollback_only = False
+        self.rollback_cause = None
+        return callbacks
 
     def hand_up(self) -> None:
         """A released savepoint's callbacks now belong to the enclosing level."""
@@ -90,65 +139,94 @@ class Frame:
     """One active scope: the base of both flavours' scope classes, so entering a
     scope allocates nothing more than the scope itself. Set when it is entered."""
 
-    __slots__ = ("level", "manager", "owner", "parent", "session")
+    __slots__ = ("level", "manager", "opened_in", "opened_line", "owner", "parent", "session")
 
     manager: Any  # the manager whose scope this is
     session: Any  # None until entered
     level: Level  # the transaction or savepoint it runs in
     parent: Frame | None  # the enclosing frame, of any manager
-    owner: object  # the task that entered it (async), or None
+    # The task or thread that may join it (see the module's docstring); None
+    # while handed over and not yet taken; ENDED or FORKED once nobody may.
+    owner: object
+    opened_in: FrameType | None  # the Python frame that entered it, while it is active
+    opened_line: int
+
+    def opened_at(self) -> str:
+        """Where this scope was entered: ``file:line in function``, in the caller's code."""
+        frame, line = self.opened_in, self.opened_line
+        if frame is None:
+            return "an unknown place"
+        # Entered by sessionscope itself (a decorated function, a dependency):
+        # the first caller outside it is where the user opened the scope, and
+        # it is still on that line while the scope is active.
+        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+            "sessionscope."
+        ):
+            frame = frame.f_back
+            line = frame.f_lineno
+        return f"{frame.f_code.co_filename}:{line} in {frame.f_code.co_name}"
 
 
 innermost: ContextVar[Frame | None] = ContextVar("sessionscope_innermost", default=None)
 
 
-def _running_task() -> object:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no running event loop in this thread
-        return None
+def current_owner() -> object:
+    """The task running this code or, outside any task, the thread (by its ident).
+
+    Compare owners with ``==``: thread idents are ints.
+    """
+    if _get_running_loop() is not None:
+        task = current_task()
+        if task is not None:
+            return task
+    return threading.get_ident()
 
 
-def _innermost_usable() -> Frame | None:
-    """The innermost frame this task or thread may use, or None."""
-    frame = innermost.get()
-    if frame is not None and frame.owner is not None and frame.owner is not _running_task():
-        return None
-    return frame
+_taking = threading.Lock()
+
+
+def _may_use(frame: Frame, owner: object) -> bool:
+    """Whether ``owner`` may use ``frame``; a handed-over frame becomes the taker's."""
+    if frame.owner is None:
+        with _taking:
+            if frame.owner is None:
+                frame.owner = owner
+    return frame.owner == owner
 
 
 def find_frame(manager: object, owner: object) -> Frame | None:
-    """The innermost active frame of ``manager`` that the caller (task ``owner``) may use."""
+    """The innermost active frame (of ``manager``, or of any manager if None) that
+    ``owner`` may join."""
     frame = innermost.get()
     while frame is not None:
-        if frame.owner is not None and frame.owner is not owner:
-            if owner is None:
-                owner = _running_task()
-            if frame.owner is not owner:
-                # Inherited from another task: so is everything below it.
+        if frame.owner != owner and not _may_use(frame, owner):
+            if frame.owner not in _GONE:
+                # Inherited from another task or thread: so is everything below it.
                 return None
-        if frame.manager is manager:
+        elif manager is None or frame.manager is manager:
             return frame
         frame = frame.parent
     return None
 
 
-def frame_of_session(manager: object, session: object, owner: object) -> Frame | None:
-    """The active frame of ``manager`` whose session is ``session``, if any."""
-    frame = find_frame(manager, owner)
+def scope_of(session: object) -> Frame | None:
+    """The innermost scope using ``session`` (of either flavour), if any."""
+    sync = getattr(session, "sync_session", session)
+    scope: Frame | None = getattr(sync, "_sessionscope_scope", None)
+    return scope
+
+
+def mark_frames_forked() -> list[Any]:
+    """In a child process just forked: the scopes of this context are the parent's.
+    Returns the sessions of those still active."""
+    sessions = []
+    frame = innermost.get()
     while frame is not None:
-        if frame.manager is manager and frame.session is session:
-            return frame
-        frame = _next_usable(frame.parent, owner)
-    return None
-
-
-def _next_usable(frame: Frame | None, owner: object) -> Frame | None:
-    if frame is not None and frame.owner is not None and frame.owner is not owner:
-        if owner is None and frame.owner is _running_task():
-            return frame
-        return None
-    return frame
+        if frame.owner is not ENDED:
+            frame.owner = FORKED
+            sessions.append(frame.session)
+        frame = frame.parent
+    return sessions
 
 
 def current_session() -> Any:
@@ -156,7 +234,7 @@ def current_session() -> Any:
 
     Raises :class:`NoActiveSessionError` when no scope is active.
     """
-    frame = _innermost_usable()
+    frame = find_frame(None, current_owner())
     if frame is None:
         raise NoActiveSessionError("current_session() was called outside of any session scope")
     return frame.session
@@ -165,7 +243,7 @@ def current_session() -> Any:
 def _register(kind: str, callback: Callback) -> Level:
     if not callable(callback):
         raise TypeError(f"{kind}() takes a callable, got {callback!r}")
-    frame = _innermost_usable()
+    frame = find_frame(None, current_owner())
     if frame is None:
         raise NoActiveSessionError(f"{kind}() needs an active session scope in this task or thread")
     level = frame.level

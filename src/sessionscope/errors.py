@@ -12,7 +12,9 @@ __all__ = [
     "ConcurrentSessionUseError",
     "ConfigurationError",
     "NoActiveSessionError",
+    "Rollback",
     "SessionScopeError",
+    "TransactionOwnershipError",
     "TransactionRolledBackError",
 ]
 
@@ -52,4 +54,28 @@ class ConcurrentSessionUseError(SessionScopeError, RuntimeError):
     A session and its connection run one operation at a time; interleaving two
     tasks' statements in one transaction silently mixes their work. Give each
     task its own scope (a task started inside a scope does not join it).
+    """
+
+
+class TransactionOwnershipError(SessionScopeError, RuntimeError):
+    """Code that does not own the transaction tried to commit or roll it back.
+
+    Only the scope that opened a transaction (the outermost one, or a
+    ``requires_new`` one) may end it early with ``session.commit()``,
+    ``session.rollback()`` or ``session.close()``. A joined scope, a decorated
+    function joining its caller's scope, or a ``nested`` scope (which owns a
+    savepoint, not the transaction) would end work that belongs to an
+    enclosing scope: the message names where that scope was opened. Nothing
+    was committed or rolled back.
+    """
+
+
+class Rollback(Exception):
+    """Raise it to roll back quietly.
+
+    Leaving a scope that owns its transaction (or a ``nested`` scope, which
+    owns its savepoint) it rolls that back and is swallowed: the ``with``
+    block ends normally and a decorated function returns ``None``. Leaving a
+    joined scope it goes on up to the scope that owns the transaction, which
+    rolls back and swallows it.
     """

@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ._histogram import Histogram
 
-__all__ = ["EVENT_KINDS", "MonitorEvent", "SessionMonitor", "call_site"]
+__all__ = ["EVENT_KINDS", "MonitorEvent", "SessionMonitor"]
 
 logger = logging.getLogger("sessionscope")
 
@@ -47,7 +46,8 @@ EVENT_KINDS = (
 _FOLD_AT = 512
 
 # Why a transaction was rolled back.
-ROLLBACK_CAUSES = ("exception", "rollback_only", "commit_failed", "not_committed")
+# ("requested": a ``sessionscope.Rollback`` left the scope.)
+ROLLBACK_CAUSES = ("exception", "requested", "rollback_only", "commit_failed", "not_committed")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -239,6 +239,12 @@ class SessionMonitor:
         counts["session_closed"] += committed
         counts["committed"] += committed
 
+    def connect_failed(self, error: BaseException, transaction_id: int) -> None:
+        """A session could not get its connection: no session was opened, one error."""
+        name = type(error).__qualname__
+        with self._lock:
+            self._errors[name] = self._errors.get(name, 0) + 1
+
     def savepoint(self, event: str, transaction_id: int | None) -> None:
         """``event`` is ``"opened"``, ``"released"`` or ``"rolled_back"``."""
         kind = "savepoint_" + event
@@ -330,15 +336,3 @@ class SessionMonitor:
                 "transaction_duration": self._durations.copy(),
                 "connection_wait": self._waits.copy(),
             }
-
-
-def call_site() -> str:
-    """Where the user's code entered (or is leaving) a scope: the first frame
-    outside sessionscope. While a with-block exits, Python reports the line of
-    its ``with`` statement, so this is also where the scope was opened."""
-    frame = sys._getframe(1)
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-        "sessionscope."
-    ):
-        frame = frame.f_back
-    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"

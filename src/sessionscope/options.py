@@ -69,8 +69,6 @@ class ScopeOptions:
     # How often a scope that opens a session retries getting its connection:
     # a with-block per the config, a decorated function never (it retries whole).
     connect_retries: int
-    # What the connection is acquired with (the isolation level), computed once.
-    execution_options: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,7 +136,6 @@ def resolve_scope_options(
             "auto_rollback", options.get("auto_rollback", config.auto_rollback)
         ),
         connect_retries=config.retry_attempts if connect_retries is None else connect_retries,
-        execution_options=None if isolation_level is None else {"isolation_level": isolation_level},
     )
 
 

@@ -11,7 +11,13 @@ from sessionscope import ConfigurationError, TransactionRolledBackError
 from sessionscope._async import AsyncSessionManager
 from sessionscope._async_compat import IS_ASYNC, AsyncSession
 from tests.models import User
-from tests.support import Database, coroutine_function, plain_function
+from tests.support import (
+    Database,
+    async_generator_function,
+    coroutine_function,
+    generator_function,
+    plain_function,
+)
 
 
 class Boom(Exception):
@@ -182,3 +188,82 @@ async def test_a_function_of_the_other_flavour_fails_at_decoration(
     wrong = plain_function if IS_ASYNC else coroutine_function
     with pytest.raises(TypeError, match="flavour"):
         manager.with_session(wrong)
+
+
+async def test_generator_functions_fail_at_decoration(manager: AsyncSessionManager) -> None:
+    for fn in (generator_function, async_generator_function):
+        with pytest.raises(TypeError, match="%s is a generator function" % fn.__name__):
+            manager.with_session(fn)  # type: ignore[call-overload]
+
+
+def _repository(manager: AsyncSessionManager) -> Any:
+    class Repository:
+        prefix = "class "
+
+        def __init__(self) -> None:
+            self.prefix = "instance "
+
+        @manager.with_session
+        async def create(self, session: AsyncSession, name: str) -> AsyncSession:
+            session.add(User(name=self.prefix + name))
+            return session
+
+        @manager.with_session
+        @staticmethod
+        async def above_static(session: AsyncSession, name: str) -> str:
+            session.add(User(name="static " + name))
+            return name
+
+        @staticmethod
+        @manager.with_session
+        async def below_static(session: AsyncSession, name: str) -> str:
+            session.add(User(name="static below " + name))
+            return name
+
+        @manager.with_session
+        @classmethod
+        async def above_class(cls, session: AsyncSession, name: str) -> str:
+            session.add(User(name=cls.prefix + name))
+            return name
+
+        @classmethod
+        @manager.with_session
+        async def below_class(cls, session: AsyncSession, name: str) -> str:
+            session.add(User(name=cls.prefix + "below " + name))
+            return name
+
+    return Repository
+
+
+async def test_methods_get_the_session_after_self_or_cls(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    repository = _repository(manager)
+    instance = repository()
+    await instance.create("ada")
+    await instance.above_static("bob")
+    await repository.above_static("cid")
+    await instance.below_static("dan")
+    await instance.above_class("eve")
+    await repository.below_class("fay")
+    assert database.names() == [
+        "class below fay",
+        "class eve",
+        "instance ada",
+        "static below dan",
+        "static bob",
+        "static cid",
+    ]
+    assert list(inspect.signature(instance.create).parameters) == ["name"]
+    assert list(inspect.signature(repository.create).parameters) == ["self", "name"]
+
+
+async def test_a_method_joins_a_session_passed_in(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    instance = _repository(manager)()
+    async with manager.session_scope() as outer:
+        assert await instance.create(outer, "ada") is outer
+        assert await instance.create(session=outer, name="bob") is outer
+        assert database.count() == 0
+    assert database.names() == ["instance ada", "instance bob"]

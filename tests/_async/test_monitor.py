@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import linecache
 import logging
+import socket
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import make_url, select, text
+from sqlalchemy.exc import DBAPIError
 
 from sessionscope import (
     AsyncSessionManager,
     ConfigurationError,
+    Rollback,
     SessionConfig,
     TransactionRolledBackError,
     on_commit,
@@ -54,15 +57,19 @@ async def test_the_snapshot_counts_every_kind_of_ending(
     with pytest.raises(Exception, match=r"(?i)unique"):
         async with manager.session_scope() as session:  # commit failed
             session.add(User(name="ada"))
+    async with manager.session_scope() as session:  # requested
+        session.add(User(name="cid"))
+        raise Rollback
 
     snapshot = manager.monitor.snapshot()
     assert json.loads(json.dumps(snapshot)) == snapshot
-    assert snapshot["sessions"] == {"opened": 5, "closed": 5, "active": 0}
+    assert snapshot["sessions"] == {"opened": 6, "closed": 6, "active": 0}
     assert snapshot["transactions"] == {
         "committed": 1,
-        "rolled_back": 4,
+        "rolled_back": 5,
         "rolled_back_by_cause": {
             "exception": 1,
+            "requested": 1,
             "rollback_only": 1,
             "commit_failed": 1,
             "not_committed": 1,
@@ -72,8 +79,9 @@ async def test_the_snapshot_counts_every_kind_of_ending(
     assert snapshot["savepoints"] == {"opened": 2, "released": 1, "rolled_back": 1}
     assert snapshot["errors"]["Boom"] == 2  # the body's, and the swallowed one
     assert snapshot["errors"]["IntegrityError"] == 1
-    assert snapshot["transaction_duration"]["count"] == 5
-    assert snapshot["connection_wait"]["count"] == 5
+    assert "Rollback" not in snapshot["errors"]  # asked for: not an error
+    assert snapshot["transaction_duration"]["count"] == 6
+    assert snapshot["connection_wait"]["count"] == 6
     durations = snapshot["transaction_duration"]
     assert 0 < durations["p50"] <= durations["p99"] <= durations["max"]
     assert snapshot["pool"]["checked_out"] == 0
@@ -282,3 +290,28 @@ async def test_counts_add_up_under_concurrency(
     assert snapshot["transactions"]["rolled_back"] == rolled_back
     assert snapshot["transaction_duration"]["count"] == total
     assert sum(1 for event in seen if event.kind == "committed") == total - rolled_back
+
+
+async def test_a_connection_that_cannot_be_had_is_not_counted_as_a_session(
+    database: Database, config: SessionConfig
+) -> None:
+    url = make_url(database.url)
+    if database.is_postgres:
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            url = url.set(host="127.0.0.1", port=probe.getsockname()[1])
+    else:
+        url = url.set(database="/nonexistent-directory/test.db")
+    manager = AsyncSessionManager(url, config=SessionConfig(retry_attempts=1, retry_delay=0.01))
+    try:
+        with pytest.raises((DBAPIError, OSError)):
+            async with manager.session_scope():
+                pass
+        snapshot = manager.monitor.snapshot()
+        assert snapshot["sessions"] == {"opened": 0, "closed": 0, "active": 0}
+        # Every attempt's error, by type (SQLite's "unable to open" is not retried).
+        attempts = 2 if database.is_postgres else 1
+        assert sum(snapshot["errors"].values()) == attempts
+        assert snapshot["retries"]["total"] == attempts - 1
+    finally:
+        await manager.dispose()

@@ -405,3 +405,23 @@ async def test_with_pool_pre_ping_a_with_block_survives_a_restart(database: Data
         async with manager.session_scope() as session:
             session.add(User(name="after"))
     assert database.names() == ["after", "before"]
+
+
+async def test_the_note_is_added_once_however_often_the_error_is_raised(
+    manager: AsyncSessionManager,
+) -> None:
+    class Flaky(Exception):
+        pass
+
+    shared = Flaky("the same object every time")
+
+    @manager.with_session(retry_attempts=1, retry_on=lambda error: error is shared, **FAST)
+    async def doomed(session: AsyncSession) -> None:
+        raise shared
+
+    for _ in range(3):
+        with pytest.raises(Flaky):
+            await doomed()
+    assert shared.__notes__ == [
+        "sessionscope: %s gave up after 2 attempts (retry_on)" % (doomed.__qualname__)
+    ]

@@ -6,7 +6,12 @@ import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
-from sessionscope import ConfigurationError, NoActiveSessionError, current_session
+from sessionscope import (
+    ConfigurationError,
+    NoActiveSessionError,
+    SessionScopeError,
+    current_session,
+)
 from sessionscope._async import AsyncSessionManager
 from sessionscope._async_compat import sync_engine_of
 from tests.models import User
@@ -151,7 +156,7 @@ async def test_current_session_is_the_innermost(manager: AsyncSessionManager) ->
 async def test_a_scope_object_is_used_once(manager: AsyncSessionManager) -> None:
     scope = manager.session_scope()
     async with scope:
-        with pytest.raises(RuntimeError, match="entered once"):
+        with pytest.raises(SessionScopeError, match="entered once"):
             async with scope:
                 pass
 

@@ -14,7 +14,13 @@ from sessionscope import ConfigurationError, TransactionRolledBackError
 from sessionscope._sync import SessionManager
 from sessionscope._sync_compat import IS_ASYNC, Session
 from tests.models import User
-from tests.support import Database, coroutine_function, plain_function
+from tests.support import (
+    Database,
+    async_generator_function,
+    coroutine_function,
+    generator_function,
+    plain_function,
+)
 
 
 class Boom(Exception):
@@ -181,3 +187,80 @@ def test_a_function_of_the_other_flavour_fails_at_decoration(
     wrong = plain_function if IS_ASYNC else coroutine_function
     with pytest.raises(TypeError, match="flavour"):
         manager.with_session(wrong)
+
+
+def test_generator_functions_fail_at_decoration(manager: SessionManager) -> None:
+    for fn in (generator_function, async_generator_function):
+        with pytest.raises(TypeError, match="%s is a generator function" % fn.__name__):
+            manager.with_session(fn)  # type: ignore[call-overload]
+
+
+def _repository(manager: SessionManager) -> Any:
+    class Repository:
+        prefix = "class "
+
+        def __init__(self) -> None:
+            self.prefix = "instance "
+
+        @manager.with_session
+        def create(self, session: Session, name: str) -> Session:
+            session.add(User(name=self.prefix + name))
+            return session
+
+        @manager.with_session
+        @staticmethod
+        def above_static(session: Session, name: str) -> str:
+            session.add(User(name="static " + name))
+            return name
+
+        @staticmethod
+        @manager.with_session
+        def below_static(session: Session, name: str) -> str:
+            session.add(User(name="static below " + name))
+            return name
+
+        @manager.with_session
+        @classmethod
+        def above_class(cls, session: Session, name: str) -> str:
+            session.add(User(name=cls.prefix + name))
+            return name
+
+        @classmethod
+        @manager.with_session
+        def below_class(cls, session: Session, name: str) -> str:
+            session.add(User(name=cls.prefix + "below " + name))
+            return name
+
+    return Repository
+
+
+def test_methods_get_the_session_after_self_or_cls(
+    manager: SessionManager, database: Database
+) -> None:
+    repository = _repository(manager)
+    instance = repository()
+    instance.create("ada")
+    instance.above_static("bob")
+    repository.above_static("cid")
+    instance.below_static("dan")
+    instance.above_class("eve")
+    repository.below_class("fay")
+    assert database.names() == [
+        "class below fay",
+        "class eve",
+        "instance ada",
+        "static below dan",
+        "static bob",
+        "static cid",
+    ]
+    assert list(inspect.signature(instance.create).parameters) == ["name"]
+    assert list(inspect.signature(repository.create).parameters) == ["self", "name"]
+
+
+def test_a_method_joins_a_session_passed_in(manager: SessionManager, database: Database) -> None:
+    instance = _repository(manager)()
+    with manager.session_scope() as outer:
+        assert instance.create(outer, "ada") is outer
+        assert instance.create(session=outer, name="bob") is outer
+        assert database.count() == 0
+    assert database.names() == ["instance ada", "instance bob"]

@@ -9,7 +9,12 @@ import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
-from sessionscope import ConfigurationError, NoActiveSessionError, current_session
+from sessionscope import (
+    ConfigurationError,
+    NoActiveSessionError,
+    SessionScopeError,
+    current_session,
+)
 from sessionscope._sync import SessionManager
 from sessionscope._sync_compat import sync_engine_of
 from tests.models import User
@@ -150,7 +155,7 @@ def test_current_session_is_the_innermost(manager: SessionManager) -> None:
 def test_a_scope_object_is_used_once(manager: SessionManager) -> None:
     scope = manager.session_scope()
     with scope:
-        with pytest.raises(RuntimeError, match="entered once"):
+        with pytest.raises(SessionScopeError, match="entered once"):
             with scope:
                 pass
 

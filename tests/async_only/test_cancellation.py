@@ -27,6 +27,13 @@ SLOW_SQLITE_INSERT = (
 )
 
 
+# A statement that keeps SQLite busy for many seconds, only reading.
+SLOW_SQLITE_SELECT = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500000000) "
+    "SELECT count(*) FROM c"
+)
+
+
 def slow_statement(database: Database, seconds: int = 5) -> str:
     return f"SELECT pg_sleep({seconds})" if database.is_postgres else SLOW_SQLITE_INSERT
 
@@ -141,3 +148,41 @@ async def test_an_anyio_cancel_scope_cancels_a_scope_cleanly(
     async with manager.session_scope() as session:
         session.add(User(name="bob"))
     assert database.names() == ["bob"]
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+async def test_a_cancelled_long_read_after_a_write_releases_the_lock_at_once(
+    manager: AsyncSessionManager, database: Database, how: str
+) -> None:
+    # SQLite rolls back an interrupted write, not an interrupted read: the write
+    # before it keeps the database locked unless the transaction is ended.
+    slow = "SELECT pg_sleep(30)" if database.is_postgres else SLOW_SQLITE_SELECT
+    entered = asyncio.Event()
+
+    async def write_then_read(name: str) -> None:
+        async with manager.session_scope() as session:
+            session.add(User(name=name))
+            await session.flush()
+            entered.set()
+            await session.execute(text(slow))
+
+    # Cancelled at once (the statement may still be queued in aiosqlite's
+    # thread), and a little later (it is running).
+    for n, delay in enumerate((0.0, 0.001, 0.01, 0.05, 0.1, 0.2)):
+        entered.clear()
+        if how == "timeout":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(delay + 0.01):
+                    await write_then_read("lost %d" % n)
+        else:
+            task = asyncio.create_task(write_then_read("lost %d" % n))
+            await entered.wait()
+            await asyncio.sleep(delay)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        started = time.monotonic()
+        async with manager.session_scope() as session:
+            session.add(User(name="next %d" % n))
+        assert time.monotonic() - started < 1, "the next writer waited for the lock"
+    assert database.names() == ["next %d" % n for n in range(6)]

@@ -49,7 +49,26 @@ async def create_async_default(session: AsyncSession, name: str) -> str:
     return name
 
 
+class Repository:
+    @sync_manager.with_session
+    def create(self, session: Session, name: str) -> int:
+        return len(name)
+
+    @async_manager.with_session(propagation="nested")
+    async def create_async(self, session: AsyncSession, name: str) -> str:
+        return name
+
+
+@sync_manager.with_session(read_only=True)
+def count(session: Session) -> int:
+    return 0
+
+
 async def callers() -> None:
+    repository = Repository()
+    assert_type(repository.create("ada"), int)
+    assert_type(await repository.create_async("ada"), str)
+    assert_type(count(), int)
     assert_type(create("ada"), int)
     assert_type(create("ada", admin=True), int)
     assert_type(create_nested("ada"), str)

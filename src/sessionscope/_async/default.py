@@ -8,13 +8,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 from .._async_compat import IS_ASYNC, AsyncSession, Outcome
 from ..context import get_default_manager
 from ..options import ScopeKwargs, SessionKwargs
-from .decorator import session_function
+from .decorator import AsyncSessionDecorator, session_function
 from .scope import AsyncSessionScope
 
 __all__ = ["async_session_scope", "async_with_session"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def async_session_scope(**options: Unpack[ScopeKwargs]) -> AsyncSessionScope:
@@ -28,11 +29,15 @@ def async_with_session(
     fn: Callable[Concatenate[AsyncSession, P], Outcome[R]], /
 ) -> Callable[P, Outcome[R]]: ...
 
+@overload
+def async_with_session(
+    fn: Callable[Concatenate[T, AsyncSession, P], Outcome[R]], /
+) -> Callable[Concatenate[T, P], Outcome[R]]: ...
 
 @overload
 def async_with_session(
     fn: None = None, /, **options: Unpack[SessionKwargs]
-) -> Callable[[Callable[Concatenate[AsyncSession, P], Outcome[R]]], Callable[P, Outcome[R]]]: ...
+) -> AsyncSessionDecorator: ...
 
 
 def async_with_session(fn: Any = None, /, **options: Any) -> Any:

@@ -8,17 +8,17 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from .._sync_compat import (
     IS_ASYNC,
+    Outcome,
     Session,
     call_maybe_async,
-    current_owner,
     is_flavour_function,
 )
 from ..config import SessionConfig
-from ..context import frame_of_session, get_default_manager
+from ..context import get_default_manager, scope_of
 from ..options import (
     SCOPE_OPTION_NAMES,
     SESSION_OPTION_NAMES,
@@ -34,9 +34,30 @@ from .scope import SessionScope
 if TYPE_CHECKING:
     from .manager import SessionManager
 
-__all__ = ["session_function"]
+__all__ = ["SyncSessionDecorator", "session_function"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class SyncSessionDecorator(Protocol):
+    """What ``with_session(**options)`` returns: a decorator for a function whose first
+    parameter takes the session, or a method whose second one does."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[Session, P], Outcome[R]], /
+    ) -> Callable[P, Outcome[R]]: ...
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[T, Session, P], Outcome[R]], /
+    ) -> Callable[Concatenate[T, P], Outcome[R]]: ...
+
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NOTE = "sessionscope: "
 
 
 def session_function(
@@ -44,15 +65,29 @@ def session_function(
     options: Mapping[str, Any],
     manager: SessionManager | None,
 ) -> Callable[..., Any]:
-    """Wrap ``fn``; ``manager=None`` means the default manager, looked up at each call."""
+    """Wrap ``fn``; ``manager=None`` means the default manager, looked up at each call.
+
+    Above ``@staticmethod`` or ``@classmethod`` the function inside is wrapped
+    (and wrapped again the same way); a method's first parameter (``self`` or
+    ``cls``) is left to Python, and the session is the one after it.
+    """
+    if isinstance(fn, staticmethod | classmethod):
+        return type(fn)(session_function(fn.__func__, options, manager))
     if not callable(fn):
         raise TypeError("with_session decorates a function, got %r" % (fn,))
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            "%s is a generator function: its scope would have to stay open between the "
+            "values it yields, whoever consumes them. Decorate a function that returns "
+            "its results (a list, say), or open a scope inside the generator" % _name(fn)
+        )
     if not is_flavour_function(fn):
         raise TypeError(
             "%s does not suit this decorator's flavour: decorate coroutine functions "
             "with the async decorator and plain functions with the sync one" % _name(fn)
         )
-    signature, parameter = _session_parameter(fn)
+    signature, position = _session_parameter(fn)
+    parameter = list(signature.parameters)[position]
     # Validate now, at decoration time, against the manager's config (or the
     # defaults when the manager is only known at call time).
     explicit = dict(options)
@@ -82,6 +117,9 @@ def session_function(
             settings = settings_for(current)
             cached = (current, settings)
         scope_options, retry = settings
+        bound = args[:position]  # a method's self or cls
+        if position:
+            args = args[position:]
         if parameter in kwargs:
             passed = kwargs.pop(parameter)
         elif args and isinstance(args[0], Session):
@@ -90,16 +128,18 @@ def session_function(
             passed = None
         parent = None
         if passed is not None:
-            parent = frame_of_session(current, passed, current_owner())
-            if parent is None:
-                # Not one of ours (an old get_db() session, say): used as is.
-                return fn(passed, *args, **kwargs)
+            parent = scope_of(passed)
+            if parent is None or parent.manager is not current:
+                # Not a session of this manager's active scopes (an old
+                # get_db() session, say): used as is.
+                return fn(*bound, passed, *args, **kwargs)
         attempt = 0
         while True:
             scope = SessionScope(current, scope_options, parent)
             try:
                 with scope as session:
-                    return fn(session, *args, **kwargs)
+                    return fn(*bound, session, *args, **kwargs)
+                return None  # a sessionscope.Rollback was raised, and swallowed by the scope
             except Exception as error:
                 if not scope.opens_transaction:
                     raise  # only the caller owning the transaction may re-run it
@@ -108,19 +148,28 @@ def session_function(
                     raise
                 if attempt >= retry.attempts:
                     if retry.fallback is not None:
-                        return call_maybe_async(retry.fallback, error, *args, **kwargs)
-                    error.add_note(
-                        "sessionscope: %s gave up after %d attempts (%s)"
-                        % (_name(fn), attempt + 1, reason)
+                        return call_maybe_async(retry.fallback, error, *bound, *args, **kwargs)
+                    _note_once(
+                        error,
+                        "%s gave up after %d attempts (%s)" % (_name(fn), attempt + 1, reason),
                     )
                     raise
                 attempt += 1
                 wait_before_retry(current, attempt, reason, error, retry)
 
+    parameters = list(signature.parameters.values())
+    del parameters[position]
     call_in_scope.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=list(signature.parameters.values())[1:]
+        parameters=parameters
     )
     return call_in_scope
+
+
+def _note_once(error: BaseException, note: str) -> None:
+    """Add our note to ``error``, unless an enclosing retry loop already has (the same
+    error object can leave several decorated calls)."""
+    if not any(n.startswith(_NOTE) for n in getattr(error, "__notes__", ())):
+        error.add_note(_NOTE + note)
 
 
 def _check_fallback(fallback: Callable[..., Any] | None) -> None:
@@ -134,28 +183,23 @@ def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def _session_parameter(fn: Callable[..., Any]) -> tuple[inspect.Signature, str]:
-    """The signature and the name of the first parameter, which must take the session."""
+def _session_parameter(fn: Callable[..., Any]) -> tuple[inspect.Signature, int]:
+    """The signature, and the position of the parameter that takes the session: the
+    first one, or the second one of a method (after ``self`` or ``cls``)."""
     try:
         signature = inspect.signature(fn, eval_str=True)
     except (NameError, TypeError, SyntaxError):
         signature = inspect.signature(fn)
     parameters = list(signature.parameters.values())
-    if (
-        not parameters
-        or parameters[0].kind not in _POSITIONAL
-        or parameters[0].name
-        in (
-            "self",
-            "cls",
-        )
-    ):
-        first = parameters[0] if parameters else "no parameters at all"
+    position = 1 if parameters and parameters[0].name in ("self", "cls") else 0
+    if len(parameters) <= position or parameters[position].kind not in _POSITIONAL:
+        shown = parameters[position] if len(parameters) > position else "no such parameter"
         raise TypeError(
-            "%s cannot take the session as its first parameter (it has %s); "
-            "make the session the first positional parameter" % (_name(fn), first)
+            "%s cannot take the session as its %s parameter (it has %s); make the session "
+            "the first positional parameter (after self or cls in a method)"
+            % (_name(fn), "second" if position else "first", shown)
         )
-    annotation = parameters[0].annotation
+    annotation = parameters[position].annotation
     if (
         annotation is not inspect.Parameter.empty
         and annotation is not Any  # a class since Python 3.11, and it takes anything
@@ -163,7 +207,12 @@ def _session_parameter(fn: Callable[..., Any]) -> tuple[inspect.Signature, str]:
         and not (issubclass(annotation, Session) or issubclass(Session, annotation))
     ):
         raise TypeError(
-            "%s: its first parameter %r is annotated %s, which cannot take a %s"
-            % (_name(fn), parameters[0].name, annotation.__name__, Session.__name__)
+            "%s: its parameter %r is annotated %s, which cannot take a %s"
+            % (
+                _name(fn),
+                parameters[position].name,
+                annotation.__name__,
+                Session.__name__,
+            )
         )
-    return signature, parameters[0].name
+    return signature, position

@@ -11,13 +11,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 from .._sync_compat import IS_ASYNC, Outcome, Session
 from ..context import get_default_manager
 from ..options import ScopeKwargs, SessionKwargs
-from .decorator import session_function
+from .decorator import SyncSessionDecorator, session_function
 from .scope import SessionScope
 
 __all__ = ["session_scope", "with_session"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def session_scope(**options: Unpack[ScopeKwargs]) -> SessionScope:
@@ -34,8 +35,12 @@ def with_session(
 
 @overload
 def with_session(
-    fn: None = None, /, **options: Unpack[SessionKwargs]
-) -> Callable[[Callable[Concatenate[Session, P], Outcome[R]]], Callable[P, Outcome[R]]]: ...
+    fn: Callable[Concatenate[T, Session, P], Outcome[R]], /
+) -> Callable[Concatenate[T, P], Outcome[R]]: ...
+
+
+@overload
+def with_session(fn: None = None, /, **options: Unpack[SessionKwargs]) -> SyncSessionDecorator: ...
 
 
 def with_session(fn: Any = None, /, **options: Any) -> Any:

@@ -13,15 +13,18 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack, overload
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-from .._sqlite import emit_begin, prepare_sqlite
+from .. import _fork
+from .._begin import begin_listener
+from .._sqlite import restore_query_only
 from .._sync_compat import (
     IS_ASYNC,
     Engine,
     Outcome,
     Session,
+    Turns,
     create_engine,
-    guarded_session_class,
     listen_after_begin,
     other_flavour,
     sessionmaker,
@@ -39,8 +42,9 @@ from ..options import (
     resolve_retry_options,
     resolve_scope_options,
 )
-from .decorator import session_function
+from .decorator import SyncSessionDecorator, session_function
 from .scope import SessionScope
+from .session import session_class
 
 __all__ = ["SessionManager"]
 
@@ -48,13 +52,7 @@ logger = logging.getLogger("sessionscope")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# How a transaction is made read-only, and undone, per dialect (None: nothing to undo).
-_READ_ONLY_SQL: dict[str, tuple[str, str | None]] = {  # dialect: (make read-only, undo)
-    "postgresql": ("SET TRANSACTION READ ONLY", None),
-    "sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
-}
-
+T = TypeVar("T")
 
 # The levels a dialect accepts, where it does not take them all.
 _ISOLATION_LEVELS: dict[str, tuple[str, ...]] = {"sqlite": ("SERIALIZABLE", "READ UNCOMMITTED")}
@@ -69,6 +67,11 @@ class SessionManager:
     session configuration, and the manager never disposes them). Sessions the
     manager makes never expire objects on commit, so what a scope loaded stays
     readable after it, and they refuse any use after their scope has ended.
+
+    An in-memory SQLite database lives in one connection: the manager gives
+    every session that connection (a ``StaticPool``, unless ``engine_options``
+    choose a pool), so all its scopes see one database, and they take turns
+    on it, one transaction at a time.
     """
 
     is_async = IS_ASYNC
@@ -90,10 +93,16 @@ class SessionManager:
         self.sessionmaker = maker
         self.name = engine.url.render_as_string(hide_password=True)
         sync_engine = sync_engine_of(engine)
-        if prepare_sqlite(sync_engine):
-            listen_after_begin(maker, emit_begin)
-        # How a transaction is made read-only here, and how that is undone (None: no need).
-        self.read_only_on, self.read_only_off = _READ_ONLY_SQL.get(engine.dialect.name, ("", None))
+        listener = begin_listener(sync_engine)
+        if listener is not None:
+            listen_after_begin(maker, listener)
+        # Where read-only needs something done as each transaction begins, the listener does it.
+        self.read_only_supported = listener is not None
+        self._read_only_prepared = False  # see resolve_options()
+        # A pool that hands every session the same connection: scopes take turns.
+        self.turns = Turns() if _shares_one_connection(sync_engine) else None
+        # Engines that set an isolation level on the connections they check out, by level.
+        self._isolated_binds: dict[str, Engine] = {}
         self.monitoring = config.enable_monitoring
         self.slow_transaction_seconds = config.slow_transaction_seconds
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
@@ -105,6 +114,7 @@ class SessionManager:
         self._default_options = defaults_from(config)
         # How a with-block retries getting its connection (it cannot re-run its body).
         self.connect_retry = resolve_retry_options(config, {})
+        _fork.watch(self)
 
     def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.name)
@@ -156,12 +166,33 @@ class SessionManager:
                 "isolation_level=%r is not available on %s; choose one of: %s"
                 % (resolved.isolation_level, dialect, ", ".join(levels))
             )
-        if resolved.read_only and not self.read_only_on:
+        if resolved.read_only and not self.read_only_supported:
             raise ConfigurationError(
                 "read_only=True is supported on PostgreSQL and SQLite, not on %r"
                 % self.engine.dialect.name
             )
+        if resolved.read_only and not self._read_only_prepared:
+            if dialect == "sqlite":
+                restore_query_only(sync_engine_of(self.engine))
+            self._read_only_prepared = True
         return resolved
+
+    def isolated_session(self, isolation_level: str) -> Session:
+        """A new session whose every transaction runs at ``isolation_level``: bound to
+        an engine that sets it on each connection it checks out (and SQLAlchemy
+        resets it as the connection goes back to the pool)."""
+        bind = self._isolated_binds.get(isolation_level)
+        if bind is None:
+            bind = self.engine.execution_options(isolation_level=isolation_level)
+            self._isolated_binds[isolation_level] = bind
+        session: Session = self.sessionmaker(bind=bind)
+        return session
+
+    def _after_fork(self) -> None:
+        """In a forked child: the pool's connections are the parent's (see _fork.py)."""
+        sync_engine_of(self.engine).dispose(close=False)
+        if self.turns is not None:
+            self.turns = Turns()  # it may have been taken when the parent forked
 
     @overload
     def with_session(
@@ -170,8 +201,13 @@ class SessionManager:
 
     @overload
     def with_session(
+        self, fn: Callable[Concatenate[T, Session, P], Outcome[R]], /
+    ) -> Callable[Concatenate[T, P], Outcome[R]]: ...
+
+    @overload
+    def with_session(
         self, fn: None = None, /, **options: Unpack[SessionKwargs]
-    ) -> Callable[[Callable[Concatenate[Session, P], Outcome[R]]], Callable[P, Outcome[R]]]: ...
+    ) -> SyncSessionDecorator: ...
 
     def with_session(self, fn: Any = None, /, **options: Any) -> Any:
         """Decorate a function whose first parameter takes the session.
@@ -182,6 +218,11 @@ class SessionManager:
         under the propagation rules, any other session is used as is, neither
         committed nor closed. Usable bare (``@manager.with_session``) or with
         options (``@manager.with_session(propagation="nested")``).
+
+        In a method (first parameter ``self`` or ``cls``) the session is the
+        second parameter; the decorator goes above or below ``@staticmethod``
+        and ``@classmethod``. Generator functions are refused: their scope
+        would have to stay open between the values they yield.
         """
         if fn is None:
             return lambda fn: session_function(fn, options, self)
@@ -251,6 +292,11 @@ def _create_engine(url: str | URL, engine_options: dict[str, Any]) -> Engine:
     except ArgumentError as exc:
         raise ConfigurationError("not a database URL: %r (%s)" % (url, exc)) from exc
     shown = parsed.render_as_string(hide_password=True)
+    if _is_sqlite_memory(parsed) and "poolclass" not in engine_options:
+        # pysqlite's default pool gives each thread a connection, and so a
+        # database, of its own: one database per manager, as with aiosqlite.
+        connect_args = {"check_same_thread": False, **engine_options.get("connect_args", {})}
+        engine_options = {**engine_options, "poolclass": StaticPool, "connect_args": connect_args}
     try:
         engine = create_engine(parsed, **engine_options)
     except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError, TypeError) as exc:
@@ -261,6 +307,18 @@ def _create_engine(url: str | URL, engine_options: dict[str, Any]) -> Engine:
         _discard(engine)
         raise
     return engine
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or database.startswith("file::memory:")
+    )
+
+
+def _shares_one_connection(engine: Any) -> bool:
+    """Whether every session gets the same connection (in one thread, at least)."""
+    return isinstance(engine.pool, StaticPool | SingletonThreadPool)
 
 
 def _discard(engine: Engine) -> None:
@@ -286,10 +344,10 @@ def _own_sessionmaker(borrowed: sessionmaker[Any] | None, bind: Any) -> sessionm
     if borrowed is None:
         return sessionmaker(
             bind,
-            class_=guarded_session_class(Session),
+            class_=session_class(Session),
             expire_on_commit=False,
             close_resets_only=False,
         )
     settings = dict(borrowed.kw)
     settings.update(expire_on_commit=False, close_resets_only=False)
-    return sessionmaker(class_=guarded_session_class(borrowed.class_), **settings)
+    return sessionmaker(class_=session_class(borrowed.class_), **settings)

@@ -6,31 +6,37 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from sys import _getframe
 from time import perf_counter
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
 from sqlalchemy.exc import IllegalStateChangeError
 
 from .._sync_compat import (
     IS_ASYNC,
     Session,
     SessionTransaction,
+    Turns,
     close_if_idle,
     current_owner,
     has_pending_changes,
     run_callbacks,
     run_shielded,
     sleep,
+    sync_session_of,
 )
-from ..context import Frame, Level, find_frame, innermost
+from ..context import ENDED, FORKED, Frame, Level, find_frame, innermost
 from ..errors import (
     CommitOutcomeUnknownError,
+    ConfigurationError,
     NoActiveSessionError,
+    Rollback,
+    SessionScopeError,
+    TransactionOwnershipError,
     TransactionRolledBackError,
 )
-from ..monitor import call_site
 from ..options import ScopeOptions, check_joinable
 from ..transient import commit_may_have_landed, transient_reason
 from .retrying import wait_before_retry
@@ -49,8 +55,9 @@ class SessionScope(Frame):
     The outermost scope opens a session and a transaction. On a clean exit it
     commits (``auto_commit``) and then runs the ``on_commit`` callbacks; when an
     exception leaves it, it rolls back, runs the ``on_rollback`` callbacks and
-    lets the exception go on. Either way it closes the session, shielded from
-    cancellation, so the connection always returns to the pool.
+    lets the exception go on (``sessionscope.Rollback`` excepted: it is
+    swallowed). Either way it closes the session, shielded from cancellation,
+    so the connection always returns to the pool.
 
     A scope opened while another scope of the same manager is active in the
     same task or thread follows its ``propagation``:
@@ -69,14 +76,37 @@ class SessionScope(Frame):
       released.
     - ``"requires_new"`` opens a separate session on its own connection and
       commits or rolls back on its own: it survives the caller's rollback.
+      (Not on a pool with a single connection, such as in-memory SQLite's:
+      there it is a ``ConfigurationError``.)
 
-    ``isolation_level`` and ``read_only`` can only be chosen where a
-    transaction starts; asking a joined or nested scope for something its
-    transaction does not have is a ``ConfigurationError``. A scope object is
-    used once: call ``session_scope()`` again for another.
+    What the body may do to its session: the scope that owns the transaction
+    (the outermost, or ``requires_new``) may call ``session.commit()``,
+    ``rollback()`` or ``close()`` (which ends the transaction like a
+    rollback); the scope then goes on with a new transaction with the same
+    options, and the callbacks registered so far follow the outcome. In a
+    joined or nested scope these calls raise ``TransactionOwnershipError``:
+    they would end an enclosing scope's work. ``raise sessionscope.Rollback``
+    rolls back quietly: the owner of the transaction (or the nested scope's
+    savepoint) rolls back and swallows it.
+
+    Only the task or thread that entered a scope joins it, and only while it
+    is active: code started inside it in a copy of its context (a task, a
+    thread) opens its own. ``isolation_level`` and ``read_only`` can only be
+    chosen where a transaction starts; asking a joined or nested scope for
+    something its transaction does not have is a ``ConfigurationError``. A
+    scope object is used once: call ``session_scope()`` again for another.
     """
 
-    __slots__ = ("_joining", "_kind", "_options", "_savepoint", "_started", "connecting")
+    __slots__ = (
+        "_joining",
+        "_kind",
+        "_options",
+        "_previous",
+        "_savepoint",
+        "_started",
+        "_turns",
+        "connecting",
+    )
 
     manager: SessionManager  # narrower than Frame's, for the type checker
 
@@ -88,12 +118,16 @@ class SessionScope(Frame):
     ) -> None:
         self.manager = manager
         self.session = None
+        self.opened_in = None
         self._options = options
-        # A frame the caller's session belongs to; None means: look it up on entry.
+        # The scope a session passed by the caller belongs to; None: look it up on entry.
         self._joining = parent
         self._kind = _OWN
+        # The scope that used the session before this one, back in charge at our exit.
+        self._previous: Frame | None = None
         self._savepoint: SessionTransaction | None = None
         self._started = 0.0
+        self._turns: Turns | None = None  # held while we use a pool's only connection
         # True while the scope gets its connection: an error then means that
         # nothing was done yet, whatever the driver says.
         self.connecting = False
@@ -105,129 +139,197 @@ class SessionScope(Frame):
         return self._kind is _OWN
 
     def make_current(self) -> None:
-        """Make this entered scope the innermost one of the calling context.
+        """Hand this entered scope over to the calling context.
 
-        For frameworks that must enter a sync scope in a worker thread (whose
-        copy of the context is thrown away) on behalf of a request handled in
-        another context: FastAPI's thread pool. Undo with ``release_current()``.
+        For frameworks that enter a sync scope in one thread on behalf of code
+        that runs in another (FastAPI's thread pool for ``def`` endpoints): the
+        first task or thread that looks for a scope in this context takes it.
+        Undo with ``release_current()``.
         """
-        assert self.session is not None, "make_current() needs an entered scope"
+        self._check_active("make_current()")
+        self.owner = None
         innermost.set(self)
 
     def release_current(self) -> None:
-        assert self.session is not None, "release_current() needs an entered scope"
+        self._check_active("release_current()")
         innermost.set(self.parent)
+
+    def _check_active(self, what: str) -> None:
+        if self.session is None or self.owner is ENDED:
+            raise SessionScopeError("%s needs an entered scope that has not exited" % what)
 
     def __enter__(self) -> Session:
         if self.session is not None:
-            raise RuntimeError("a scope object is entered once; call session_scope() for another")
+            raise SessionScopeError(
+                "a scope object is entered once; call session_scope() for another"
+            )
+        caller = _getframe(1)
         manager = self.manager
-        options = self._options
+        propagation = self._options.propagation
         owner = current_owner()
         parent = self._joining
         enclosing = innermost.get()
         if parent is None and enclosing is not None:
             parent = find_frame(manager, owner)
-        if parent is not None and options.propagation != "requires_new":
-            session = self._join(parent)
-        elif options.propagation == "mandatory":
+        if parent is not None and propagation != "requires_new":
+            session = self._join(parent, caller)
+        elif propagation == "mandatory":
             raise NoActiveSessionError(
                 "propagation='mandatory' needs an active scope of %s in this task or thread"
                 % manager.name
             )
         else:
-            # A new session with its connection, acquired now, so that a refused
-            # connection can be retried before the body runs (a body never can
-            # be). Inline rather than a method of its own: every transaction starts here.
-            attempt = 0
-            while True:
-                session = manager.sessionmaker()
-                transaction_id = next(manager.transaction_ids)
-                if manager.logs_debug:
-                    manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
-                if manager.monitoring:
-                    self._started = perf_counter()
-                try:
-                    self.connecting = True
-                    session.connection(execution_options=options.execution_options)
-                    self.connecting = False
-                    if manager.monitoring:
-                        wait = perf_counter() - self._started
-                        if manager.monitor.listening:
-                            manager.monitor.connected(wait, transaction_id)
-                        else:
-                            manager.monitor.note_connected(wait)
-                    if options.read_only:
-                        session.execute(text(manager.read_only_on))
-                except Exception as error:
-                    self._discard(session, transaction_id)
-                    reason = transient_reason(error, connecting=True)
-                    if reason != "connection" or attempt >= options.connect_retries:
-                        raise
-                    attempt += 1
-                    wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
-                    continue
-                except BaseException:
-                    self._discard(session, transaction_id)
-                    raise
-                break
-            self.level = Level(
-                None, IS_ASYNC, options.read_only, options.isolation_level, transaction_id
-            )
+            if parent is not None and manager.turns is not None:
+                raise ConfigurationError(
+                    "propagation='requires_new' needs a connection of its own, and every "
+                    "session of %s gets the same one (an in-memory SQLite database): use a "
+                    "database file, or another propagation" % manager.name
+                )
+            session = self._open(caller)
         self.session = session
         self.parent = enclosing
         self.owner = owner
         innermost.set(self)
         return session
 
-    def _join(self, parent: Frame) -> Session:
+    def _open(self, caller: FrameType) -> Session:
+        """A new session with its connection and transaction, owned by this scope."""
+        self.opened_in = caller
+        self.opened_line = caller.f_lineno
+        turns = self.manager.turns
+        if turns is not None:
+            turns.take()
+            self._turns = turns
+        try:
+            return self._connect()
+        except BaseException:
+            self._give_turn_back()
+            raise
+
+    def _connect(self) -> Session:
+        """Get the new session its connection; a refused one is retried per the options
+        (a body never can be: this happens before it runs)."""
+        manager = self.manager
+        options = self._options
+        attempt = 0
+        while True:
+            session: Session
+            if options.isolation_level is None:
+                session = manager.sessionmaker()
+            else:
+                session = manager.isolated_session(options.isolation_level)
+            transaction_id = next(manager.transaction_ids)
+            self.level = Level(
+                None,
+                self,
+                is_async=IS_ASYNC,
+                read_only=options.read_only,
+                isolation_level=options.isolation_level,
+                transaction_id=transaction_id,
+            )
+            # Before the connection: its transaction begins with this scope's options.
+            sync_session_of(session)._sessionscope_scope = self
+            if manager.logs_debug:
+                manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
+            if manager.monitoring:
+                self._started = perf_counter()
+            try:
+                self.connecting = True
+                session.connection()
+                self.connecting = False
+            except Exception as error:
+                self._discard(session, error)
+                reason = transient_reason(error, connecting=True)
+                if reason != "connection" or attempt >= options.connect_retries:
+                    raise
+                attempt += 1
+                wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
+                continue
+            except BaseException as error:
+                self._discard(session, error)
+                raise
+            if manager.monitoring:
+                wait = perf_counter() - self._started
+                if manager.monitor.listening:
+                    manager.monitor.connected(wait, transaction_id)
+                else:
+                    manager.monitor.note_connected(wait)
+            return session
+
+    def _join(self, parent: Frame, caller: FrameType) -> Session:
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
         options = self._options
         check_joinable(parent.level.isolation_level, parent.level.read_only, options)
+        session: Session = parent.session
         level = parent.level
         if options.propagation == "nested":
             self._kind = _SAVEPOINT
-            self._savepoint = parent.session.begin_nested()
+            self.opened_in = caller
+            self.opened_line = caller.f_lineno
+            self._savepoint = session.begin_nested()
             level = Level(
                 level,
-                IS_ASYNC,
-                level.read_only,
-                level.isolation_level,
-                level.transaction_id,
+                self,
+                is_async=IS_ASYNC,
+                read_only=level.read_only,
+                isolation_level=level.isolation_level,
+                transaction_id=level.transaction_id,
             )
             if self.manager.monitoring:
                 self.manager.monitor.savepoint("opened", level.transaction_id)
         else:
             self._kind = _JOINED
         self.level = level
-        session: Session = parent.session
+        sync = sync_session_of(session)
+        self._previous = sync._sessionscope_scope
+        sync._sessionscope_scope = self
         return session
 
-    def _discard(self, session: Session, transaction_id: int) -> None:
-        """Close a session whose scope never began (no connection, or no read-only)."""
-        monitor = self.manager.monitor
+    def _discard(self, session: Session, error: BaseException) -> None:
+        """Close a session that never got its connection (nor was counted as opened)."""
+        sync_session_of(session)._sessionscope_scope = None
         if self.manager.monitoring:
-            if self.connecting:  # connected() has not counted it yet
-                monitor.session_opened(transaction_id)
-            monitor.session_closed(transaction_id)
-        run_shielded(self._close, session, transaction_id)
+            self.manager.monitor.connect_failed(error, self.level.transaction_id)
+        run_shielded(self._close, session, self.level.transaction_id)
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> None:
+    ) -> bool | None:
+        # True swallows a ``Rollback``; ``bool | None`` rather than ``bool`` tells type
+        # checkers that code after a ``with`` block ending in ``return`` is unreachable.
         session = self.session
-        assert session is not None, "__aexit__ without __aenter__"
+        if session is None:
+            raise SessionScopeError("__aexit__ without __aenter__")
         innermost.set(self.parent)
+        forked = self.owner is FORKED
+        self.owner = ENDED
+        # From here on, commit() and the like are the scope's, or the enclosing scope's.
+        sync_session_of(session)._sessionscope_scope = self._previous
+        try:
+            if forked:
+                return self._exit_in_forked_child(exc)
+            if self._kind is _JOINED:
+                if exc is not None:
+                    self.level.mark_rollback_only(exc)
+                return False
+            if self._kind is _SAVEPOINT:
+                return self._exit_savepoint(exc)
+            return self._end(session, exc)
+        finally:
+            self.opened_in = None  # no reference to the caller's frame once it has exited
+            if self._turns is not None:  # an error left the scope holding the turn
+                self._give_turn_back()
+
+    def _end(self, session: Session, exc: BaseException | None) -> bool:
+        """The owner's exit: commit, or roll back; True swallows a ``Rollback``."""
         level = self.level
-        if self._kind is _JOINED:
-            if exc is not None:
-                level.mark_rollback_only(exc)
-        elif self._kind is _SAVEPOINT:
-            self._exit_savepoint(level, exc)
-        elif exc is not None:
+        if exc is not None:
+            if isinstance(exc, Rollback):
+                self._rolled_back(session, level, "requested", None)
+                return True
             self._rolled_back(session, level, "exception", exc)
         elif level.rollback_only:
             cause = level.rollback_cause
@@ -241,9 +343,94 @@ class SessionScope(Frame):
         else:
             # auto_commit=False and the body left work uncommitted: discard it.
             self._rolled_back(session, level, "not_committed", None)
+        return False
 
-    def _exit_savepoint(self, level: Level, exc: BaseException | None) -> None:
+    def _exit_in_forked_child(self, exc: BaseException | None) -> bool:
+        """This process was forked inside the scope: its connection is the parent's,
+        so the child neither commits nor rolls back (it was detached at the fork)."""
+        if exc is None:
+            raise SessionScopeError(
+                "this scope was opened before os.fork(), in the parent process: the child "
+                "cannot end its transaction, and nothing it did in the scope was committed"
+            )
+        return False
+
+    def end_in_body(self, end: Callable[[], Awaitable[None]], how: str) -> None:
+        """The body called ``session.<how>()`` (``commit``, ``rollback`` or ``close``),
+        and ``end`` is SQLAlchemy's own method for it.
+
+        Allowed for the scope that owns the transaction only. The next statement
+        begins a new transaction, with this scope's options (see ``_begin.py``);
+        the callbacks registered so far follow the outcome, as they would at the
+        scope's exit.
+        """
+        if self._kind is not _OWN:
+            raise self._not_the_owner(how)
+        session = self.session
+        level = self.level
+        committed = how == "commit"
+        if committed and level.rollback_only:
+            cause = level.rollback_cause
+            self._end_early(session.rollback, level, committed=False)
+            raise TransactionRolledBackError(
+                "session.commit() rolled back instead: an exception left a joined scope"
+                " (%r) and was swallowed" % (cause,)
+            ) from cause
+        if committed and has_pending_changes(session):
+            # Flushed first, as at the scope's exit: only what fails after this
+            # line can leave the outcome unknown.
+            try:
+                session.flush()
+            except BaseException:
+                self._run_callbacks(level.take_callbacks(committed=False))
+                raise
+        self._end_early(end, level, committed)
+
+    def _end_early(self, end: Callable[[], Awaitable[None]], level: Level, committed: bool) -> None:
+        # With the scope out of the way, so that ``end`` is SQLAlchemy's own method.
+        sync = sync_session_of(self.session)
+        sync._sessionscope_scope = None
+        try:
+            end()
+        except BaseException as error:
+            if committed and commit_may_have_landed(error):
+                level.take_callbacks(committed)  # nobody knows: neither kind runs
+                self._count_unknown(level, error)
+                if isinstance(error, Exception):
+                    raise _outcome_unknown(error) from error
+                raise
+            self._run_callbacks(level.take_callbacks(committed=False))
+            raise
+        finally:
+            sync._sessionscope_scope = self
+        self._run_callbacks(level.take_callbacks(committed))
+
+    def _run_callbacks(self, callbacks: list[Callable[[], object]] | None) -> None:
+        if callbacks:
+            run_callbacks(callbacks, self.manager.log)
+
+    def _not_the_owner(self, how: str) -> TransactionOwnershipError:
+        owner = self.level.transaction.opener
+        if self._kind is _SAVEPOINT:
+            where = (
+                "a nested scope, which owns a savepoint, not the transaction: it would end "
+                "the whole transaction opened at %s" % owner.opened_at()
+            )
+            instead = "leave the scope to release the savepoint"
+        else:
+            where = (
+                "a scope that joined the transaction opened at %s: it would end that "
+                "scope's work too" % owner.opened_at()
+            )
+            instead = "let the owning scope commit at its exit"
+        return TransactionOwnershipError(
+            "session.%s() in %s. Instead, %s, raise sessionscope.Rollback to roll back, or "
+            "use propagation='requires_new' for a transaction of its own" % (how, where, instead)
+        )
+
+    def _exit_savepoint(self, exc: BaseException | None) -> bool:
         savepoint = self._savepoint
+        level = self.level
         assert savepoint is not None and level.parent is not None
         manager = self.manager
         if exc is None and not level.rollback_only:
@@ -255,7 +442,7 @@ class SessionScope(Frame):
             level.hand_up()
             if manager.monitoring:
                 manager.monitor.savepoint("released", level.transaction_id)
-            return
+            return False
         cause = exc if exc is not None else level.rollback_cause
         self._rollback_savepoint(savepoint, level, cause)
         if exc is None:
@@ -263,6 +450,7 @@ class SessionScope(Frame):
                 "the savepoint was rolled back because an exception left a scope joined to it"
                 " (%r) and was swallowed" % (cause,)
             ) from cause
+        return isinstance(exc, Rollback)
 
     def _rollback_savepoint(
         self, savepoint: SessionTransaction, level: Level, cause: BaseException | None
@@ -288,16 +476,13 @@ class SessionScope(Frame):
         manager.log(
             logging.DEBUG, "rolled back to savepoint: %r", cause, transaction_id=transaction_id
         )
-        if level.on_rollback:
-            run_callbacks(level.on_rollback, manager.log)
+        self._run_callbacks(level.on_rollback)
 
     def _commit(self, session: Session, level: Level) -> None:
         """Flush, COMMIT, close, then the on_commit callbacks; an error is handled here,
         and raised."""
         manager = self.manager
         try:
-            if self._options.read_only and manager.read_only_off is not None:
-                session.execute(text(manager.read_only_off))
             # Flushing first turns a flush error into an ordinary error before
             # COMMIT: only what fails after this line can leave the outcome unknown.
             # (Checked first: an empty flush still costs a trip through greenlet.)
@@ -314,12 +499,12 @@ class SessionScope(Frame):
                 # constraint): the transaction is definitely rolled back.
                 self._rolled_back(session, level, "commit_failed", error)
                 raise
-            self._outcome_unknown(session, level, error)
+            self._count_unknown(level, error)
+            if manager.monitoring:
+                manager.monitor.session_closed(level.transaction_id)
+            run_shielded(self._close, session, level.transaction_id)
             if isinstance(error, Exception):
-                raise CommitOutcomeUnknownError(
-                    "the connection was lost while COMMIT was in flight: the transaction "
-                    "may or may not have been committed (%r)" % (error,)
-                ) from error
+                raise _outcome_unknown(error) from error
             raise  # a cancellation reaches the caller unchanged
         if manager.logs_debug:
             manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
@@ -329,6 +514,8 @@ class SessionScope(Frame):
             elif manager.logs_debug:
                 manager.log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
         finally:
+            if self._turns is not None:
+                self._give_turn_back()
             if manager.monitoring:  # _ended() inlined: this is every transaction's path
                 duration = perf_counter() - self._started
                 manager.monitor.closed(duration, level.transaction_id)
@@ -337,20 +524,18 @@ class SessionScope(Frame):
         if level.on_commit:
             run_callbacks(level.on_commit, manager.log)
 
-    def _outcome_unknown(self, session: Session, level: Level, error: BaseException) -> None:
-        """The connection was lost during COMMIT: neither callbacks nor a rollback
-        count, since nobody knows what happened; the session is closed."""
+    def _count_unknown(self, level: Level, error: BaseException) -> None:
+        """COMMIT was in flight when the connection was lost: neither callbacks nor a
+        rollback count, since nobody knows what happened."""
         manager = self.manager
         if manager.monitoring:
             manager.monitor.commit_outcome_unknown(error, level.transaction_id)
-            manager.monitor.session_closed(level.transaction_id)
         manager.log(
             logging.ERROR,
             "COMMIT outcome unknown, connection lost while it was in flight: %r",
             error,
             transaction_id=level.transaction_id,
         )
-        run_shielded(self._close, session, level.transaction_id)
 
     def _rolled_back(
         self, session: Session, level: Level, cause: str, error: BaseException | None
@@ -368,8 +553,7 @@ class SessionScope(Frame):
             run_shielded(self._close, session, level.transaction_id, True)
         finally:
             self._ended(level, cause, error)
-        if level.on_rollback:
-            run_callbacks(level.on_rollback, manager.log)
+        self._run_callbacks(level.on_rollback)
 
     def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
         """Count a transaction that ended, and its session's closing (committed if
@@ -392,9 +576,16 @@ class SessionScope(Frame):
             "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
             duration,
             manager.config.slow_transaction_seconds,
-            call_site(),
+            self.opened_at(),
             transaction_id=transaction_id,
         )
+
+    def _give_turn_back(self) -> None:
+        """Let the next scope use the pool's only connection (once ours is back)."""
+        turns = self._turns
+        if turns is not None:
+            self._turns = None
+            turns.give_back()
 
     def _close(self, session: Session, transaction_id: int, rollback: bool = False) -> None:
         """Return the connection to the pool whatever happens; never raises an Exception."""
@@ -406,8 +597,6 @@ class SessionScope(Frame):
                     # open when it refuses a COMMIT (a deferred constraint, BUSY), and
                     # SQLAlchemy would hand the connection back to the pool in it.
                     session.rollback()
-                    if self._options.read_only and manager.read_only_off is not None:
-                        session.execute(text(manager.read_only_off))  # per connection
                 except IllegalStateChangeError:
                     pass  # another task is inside the session: close once it has left
                 except Exception:
@@ -425,8 +614,16 @@ class SessionScope(Frame):
             except Exception:
                 pass
         finally:
+            self._give_turn_back()
             if manager.logs_debug:
                 manager.log(logging.DEBUG, "session closed", transaction_id=transaction_id)
+
+
+def _outcome_unknown(error: BaseException) -> CommitOutcomeUnknownError:
+    return CommitOutcomeUnknownError(
+        "the connection was lost while COMMIT was in flight: the transaction "
+        "may or may not have been committed (%r)" % (error,)
+    )
 
 
 def _close_when_idle(session: Session) -> None:

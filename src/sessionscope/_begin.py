@@ -1,0 +1,50 @@
+"""What every transaction of a scope starts with, wherever it starts.
+
+A scope's first transaction starts when the scope gets its connection; when
+its body ends one (``session.commit()``, ``rollback()``, ``close()``) and goes
+on, the session starts the next one by itself at its next statement. Both
+fire SQLAlchemy's ``after_begin`` event on the manager's sessions, so the
+listener made here gives every transaction of a scope the same options: the
+SQLite BEGIN that makes savepoints real, and read-only mode. (The isolation
+level comes with the connection: a scope that asks for one gets a session
+bound to an engine that sets it on every connection it checks out.)
+
+The listener finds the scope in the session's ``_sessionscope_scope``: the
+innermost scope using the session, whose level says what its transaction is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from ._sqlite import begin_sqlite_transaction, prepare_sqlite
+
+__all__ = ["begin_listener"]
+
+BeginListener = Callable[[Any, Any, Connection], None]
+
+
+def _begin_sqlite(session: Any, transaction: Any, connection: Connection) -> None:
+    if not transaction.nested:  # a SAVEPOINT's after_begin: its transaction has begun
+        scope = session._sessionscope_scope
+        begin_sqlite_transaction(connection, scope is not None and scope.level.read_only)
+
+
+def _begin_postgresql(session: Any, transaction: Any, connection: Connection) -> None:
+    scope = session._sessionscope_scope
+    if scope is not None and scope.level.read_only and not transaction.nested:
+        # Transaction-local: nothing to undo when the connection goes back.
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def begin_listener(engine: Engine) -> BeginListener | None:
+    """The ``after_begin`` listener for the manager's sessions on ``engine``; None where
+    there is nothing to do, and so no read-only mode either."""
+    if prepare_sqlite(engine):
+        return _begin_sqlite
+    if engine.dialect.name == "postgresql":
+        return _begin_postgresql
+    return None
