@@ -173,9 +173,9 @@ async def test_a_cancelled_long_read_after_a_write_releases_the_lock_at_once(
         if how == "timeout":
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(delay + 0.01):
-                    await write_then_read("lost %d" % n)
+                    await write_then_read(f"lost {n}")
         else:
-            task = asyncio.create_task(write_then_read("lost %d" % n))
+            task = asyncio.create_task(write_then_read(f"lost {n}"))
             await entered.wait()
             await asyncio.sleep(delay)
             task.cancel()
@@ -183,6 +183,6 @@ async def test_a_cancelled_long_read_after_a_write_releases_the_lock_at_once(
                 await task
         started = time.monotonic()
         async with manager.session_scope() as session:
-            session.add(User(name="next %d" % n))
+            session.add(User(name=f"next {n}"))
         assert time.monotonic() - started < 1, "the next writer waited for the lock"
-    assert database.names() == ["next %d" % n for n in range(6)]
+    assert database.names() == [f"next {n}" for n in range(6)]

@@ -52,6 +52,7 @@ class AsyncSessionDecorator(Protocol):
         self, fn: Callable[Concatenate[T, AsyncSession, P], Outcome[R]], /
     ) -> Callable[Concatenate[T, P], Outcome[R]]: ...
 
+
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _NOTE = "sessionscope: "
 

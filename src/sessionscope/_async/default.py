@@ -29,10 +29,12 @@ def async_with_session(
     fn: Callable[Concatenate[AsyncSession, P], Outcome[R]], /
 ) -> Callable[P, Outcome[R]]: ...
 
+
 @overload
 def async_with_session(
     fn: Callable[Concatenate[T, AsyncSession, P], Outcome[R]], /
 ) -> Callable[Concatenate[T, P], Outcome[R]]: ...
+
 
 @overload
 def async_with_session(
