@@ -53,18 +53,17 @@ def with_sqlite_begin(maker: Any) -> Any:
     nothing else of sessionscope: raw SQLAlchemy doing the same database work."""
     from sessionscope._sqlite import begin_sqlite_transaction
 
-    def emit_begin(session: Any, transaction: Any, connection: Any) -> None:
-        if not transaction.nested:
-            begin_sqlite_transaction(connection, read_only=False)
-
     if isinstance(maker, async_sessionmaker):
         from sessionscope._async_compat import listen_after_begin as listen_async
 
-        listen_async(maker, emit_begin)
+        listen_async(maker, begin_sqlite_transaction)  # (its sync sessions: no scope)
     else:
+        from sessionscope._sync_compat import ScopeHolder
         from sessionscope._sync_compat import listen_after_begin as listen_sync
 
-        listen_sync(maker, emit_begin)
+        # The listener reads the session's scope: none, for these sessions.
+        maker.class_ = type("Session", (ScopeHolder, maker.class_), {})
+        listen_sync(maker, begin_sqlite_transaction)
     return maker
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from sessionscope import _async_compat, _sync_compat
+from sessionscope._sync.session import session_class
 from tests.models import Base, User
 
 
@@ -43,7 +44,7 @@ def test_sync_session_internals(tmp_path: Path) -> None:
     engine = create_engine("sqlite:///%s" % (tmp_path / "db.sqlite"))
     Base.metadata.create_all(engine)
     try:
-        session = Session(engine, expire_on_commit=False)
+        session = session_class(Session)(engine, expire_on_commit=False)  # as managers make
         assert _pending_states(session) == EXPECTED
         session.rollback()
         assert session.in_transaction() is (session._transaction is not None)

@@ -39,6 +39,7 @@ __all__ = [
     "AsyncSession",
     "AsyncSessionTransaction",
     "Outcome",
+    "ScopeHolder",
     "Turns",
     "async_sessionmaker",
     "call_maybe_async",
@@ -54,7 +55,6 @@ __all__ = [
     "run_shielded",
     "sleep",
     "sync_engine_of",
-    "sync_session_of",
 ]
 
 IS_ASYNC = True
@@ -150,33 +150,48 @@ def listen_after_begin(maker: async_sessionmaker[Any], listener: Callable[..., A
     """Call ``listener`` from the ``after_begin`` event of the sessions ``maker`` makes,
     and of no others: their sync sessions get a class of their own."""
     base = maker.kw.get("sync_session_class") or maker.class_.sync_session_class
-    # The sync session is where after_begin listeners find the scope: see sync_session_of().
+    # The sync session is where after_begin listeners find the scope: see ScopeHolder.
     namespace = {"__module__": base.__module__, "_sessionscope_scope": None}
     own = type(base.__name__, (base,), namespace)
     maker.configure(sync_session_class=own)
     event.listen(own, "after_begin", listener)
 
 
-def sync_session_of(session: AsyncSession) -> Any:
-    """The sync session behind ``session``: where its scope is noted (``_sessionscope_scope``),
-    as SQLAlchemy's session events, which run on it, need to find it."""
-    return session.sync_session
+class ScopeHolder:
+    """Mixed into the manager's session classes: ``_sessionscope_scope``, the innermost
+    scope using the session. An AsyncSession keeps it on its sync session, where
+    SQLAlchemy's session events (which run on that one) find it too."""
+
+    __slots__ = ()
+    sync_session: Session
+
+    @property
+    def _sessionscope_scope(self) -> Any:
+        return self.sync_session._sessionscope_scope  # type: ignore[attr-defined]
+
+    @_sessionscope_scope.setter
+    def _sessionscope_scope(self, scope: Any) -> None:
+        self.sync_session._sessionscope_scope = scope  # type: ignore[attr-defined]
 
 
 class Turns:
     """One outermost scope at a time, for a pool whose every session gets the same
-    connection (in-memory SQLite): their transactions would interleave on it."""
+    connection (in-memory SQLite): their transactions would interleave on it.
 
-    __slots__ = ("_lock",)
+    ``await take()`` always gets the turn in this flavour: a task never waits for a
+    turn it holds itself (``requires_new`` is refused first), and ``asyncio.timeout()``
+    bounds any wait. Both ends are the lock's own methods.
+    """
 
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
+    __slots__ = ("give_back", "take")
 
-    async def take(self) -> None:
-        await self._lock.acquire()
+    def __init__(self, timeout: float) -> None:
+        lock = asyncio.Lock()
+        self.take: Callable[[], Coroutine[Any, Any, bool]] = lock.acquire
+        self.give_back: Callable[[], None] = lock.release
 
-    def give_back(self) -> None:
-        self._lock.release()
+    def timed_out(self) -> Exception:
+        raise AssertionError("an asyncio.Lock never gives up")  # pragma: no cover
 
 
 def has_pending_changes(session: AsyncSession) -> bool:

@@ -27,12 +27,6 @@ __all__ = ["begin_listener"]
 BeginListener = Callable[[Any, Any, Connection], None]
 
 
-def _begin_sqlite(session: Any, transaction: Any, connection: Connection) -> None:
-    if not transaction.nested:  # a SAVEPOINT's after_begin: its transaction has begun
-        scope = session._sessionscope_scope
-        begin_sqlite_transaction(connection, scope is not None and scope.level.read_only)
-
-
 def _begin_postgresql(session: Any, transaction: Any, connection: Connection) -> None:
     scope = session._sessionscope_scope
     if scope is not None and scope.level.read_only and not transaction.nested:
@@ -44,7 +38,7 @@ def begin_listener(engine: Engine) -> BeginListener | None:
     """The ``after_begin`` listener for the manager's sessions on ``engine``; None where
     there is nothing to do, and so no read-only mode either."""
     if prepare_sqlite(engine):
-        return _begin_sqlite
+        return begin_sqlite_transaction
     if engine.dialect.name == "postgresql":
         return _begin_postgresql
     return None

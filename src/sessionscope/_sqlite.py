@@ -60,8 +60,11 @@ _ABORT = "sessionscope_abort"
 _PROGRESS_STEPS = 1000
 
 
-def begin_sqlite_transaction(connection: Connection, read_only: bool) -> None:
-    """Make a new transaction a real one (BEGIN), read-only if asked."""
+def begin_sqlite_transaction(session: Any, transaction: Any, connection: Connection) -> None:
+    """The ``after_begin`` listener of the manager's sessions: make a new transaction a
+    real one (BEGIN), read-only if its scope is. (One function: every transaction.)"""
+    if transaction.nested:
+        return  # a SAVEPOINT's after_begin: its transaction has begun
     raw = connection.connection.driver_connection
     if type(raw) is not sqlite3.Connection:  # aiosqlite (pysqlite's is the sqlite3 one)
         raw = _sqlite3_connection(raw)
@@ -72,19 +75,23 @@ def begin_sqlite_transaction(connection: Connection, read_only: bool) -> None:
     # in a transaction: a session joining a connection's transaction (with Python
     # >= 3.12's autocommit=False, sqlite3 keeps one open itself).
     if not raw.in_transaction and not connection._is_autocommit_isolation():
-        _run(raw, connection, "BEGIN")
-    if read_only:
-        _run(raw, connection, "PRAGMA query_only = ON")
+        try:
+            raw.execute("BEGIN")
+        except sqlite3.ProgrammingError:
+            _run_in_driver_thread(connection, "BEGIN")
+    scope = session._sessionscope_scope
+    if scope is not None and scope.level.read_only:
+        try:
+            raw.execute("PRAGMA query_only = ON")
+        except sqlite3.ProgrammingError:
+            _run_in_driver_thread(connection, "PRAGMA query_only = ON")
         connection.connection.info[_QUERY_ONLY] = True
 
 
-def _run(raw: sqlite3.Connection, connection: Connection, sql: str) -> None:
-    try:
-        raw.execute(sql)
-    except sqlite3.ProgrammingError:
-        # A connection created with check_same_thread=True, used from the
-        # event loop's thread: let SQLAlchemy take it to the driver's thread.
-        connection.exec_driver_sql(sql)
+def _run_in_driver_thread(connection: Connection, sql: str) -> None:
+    # A connection created with check_same_thread=True, used from the event
+    # loop's thread: let SQLAlchemy take the statement to the driver's thread.
+    connection.exec_driver_sql(sql)
 
 
 def _sqlite3_connection(driver_connection: Any) -> sqlite3.Connection | None:

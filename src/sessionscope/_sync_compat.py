@@ -7,6 +7,7 @@ flavour must work with SQLAlchemy installed without greenlet.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import threading
@@ -16,16 +17,17 @@ from typing import Annotated, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import IllegalStateChangeError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from .context import current_owner
-from .errors import ConfigurationError
 
 __all__ = [
     "IS_ASYNC",
     "Connection",
     "Engine",
     "Outcome",
+    "ScopeHolder",
     "Session",
     "Turns",
     "call_maybe_async",
@@ -43,7 +45,6 @@ __all__ = [
     "sessionmaker",
     "sleep",
     "sync_engine_of",
-    "sync_session_of",
 ]
 
 IS_ASYNC = False
@@ -66,36 +67,38 @@ def listen_after_begin(maker: sessionmaker[Any], listener: Callable[..., Any]) -
     event.listen(maker, "after_begin", listener)
 
 
-def sync_session_of(session: Session) -> Any:
-    return session
+class ScopeHolder:
+    """Mixed into the manager's session classes: ``_sessionscope_scope``, the innermost
+    scope using the session (SQLAlchemy's session events find it there too)."""
+
+    _sessionscope_scope: Any = None
 
 
 class Turns:
     """One outermost scope at a time, for a pool whose every session gets the same
-    connection (in-memory SQLite): their transactions would interleave on it."""
+    connection (in-memory SQLite): their transactions would interleave on it.
 
-    __slots__ = ("_lock", "_thread")
+    ``take()`` returns False when it waited ``timeout`` (the pool's) in vain: raise
+    ``timed_out()`` then. Both ends are the lock's own methods: no Python-level call.
+    """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._thread: int | None = None
+    __slots__ = ("_timeout", "give_back", "take")
 
-    def take(self) -> None:
-        if not self._lock.acquire(False):
-            if self._thread == threading.get_ident():
-                # Sync scopes of asyncio tasks that interleave in one thread: waiting
-                # here would block the very thread that has to give the turn back.
-                raise ConfigurationError(
-                    "two scopes of a manager whose pool has a single connection (in-memory "
-                    "SQLite) are open at once in one thread, by tasks of an event loop; "
-                    "use the AsyncSessionManager from async code, or a database file"
-                )
-            self._lock.acquire()
-        self._thread = threading.get_ident()
+    def __init__(self, timeout: float) -> None:
+        lock = threading.Lock()
+        self._timeout = timeout
+        self.take: Callable[[], bool] = functools.partial(lock.acquire, True, timeout)
+        self.give_back: Callable[[], None] = lock.release
 
-    def give_back(self) -> None:
-        self._thread = None
-        self._lock.release()
+    def timed_out(self) -> Exception:
+        # As a pool without a free connection says; also the way out of a wait for
+        # a turn the waiting thread itself holds (sync scopes of asyncio tasks
+        # interleaving in one thread).
+        return PoolTimeoutError(
+            f"waited {self._timeout} s for the only connection of an in-memory SQLite "
+            "database: another scope of the manager holds it (maybe in this very "
+            "thread, in another asyncio task: use the AsyncSessionManager there)"
+        )
 
 
 def has_pending_changes(session: Session) -> bool:
@@ -111,7 +114,8 @@ def close_if_idle(session: Session) -> bool:
     if session._transaction is not None:  # in_transaction(), without the call
         return False
     try:
-        session.close()
+        # SQLAlchemy's own close(), not the body's (see _sync/session.py).
+        session._sessionscope_unscoped.close(session)  # type: ignore[attr-defined]
     except IllegalStateChangeError:
         return False  # another thread is inside it: the careful way
     return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from sys import _getframe
 from time import perf_counter
 from types import FrameType, TracebackType
@@ -15,6 +15,7 @@ from .._async_compat import (
     IS_ASYNC,
     AsyncSession,
     AsyncSessionTransaction,
+    Outcome,
     Turns,
     close_if_idle,
     current_owner,
@@ -22,7 +23,6 @@ from .._async_compat import (
     run_callbacks,
     run_shielded,
     sleep,
-    sync_session_of,
 )
 from ..context import ENDED, FORKED, Frame, Level, find_frame, innermost
 from ..errors import (
@@ -37,6 +37,7 @@ from ..errors import (
 from ..options import ScopeOptions, check_joinable
 from ..transient import commit_may_have_landed, transient_reason
 from .retrying import wait_before_retry
+from .session import AsyncScopedSession
 
 if TYPE_CHECKING:
     from .manager import AsyncSessionManager
@@ -189,28 +190,17 @@ class AsyncSessionScope(Frame):
         innermost.set(self)
         return session
 
-    async def _open(self, caller: FrameType) -> AsyncSession:
-        """A new session with its connection and transaction, owned by this scope."""
+    async def _open(self, caller: FrameType) -> AsyncScopedSession:
+        """A new session with its connection and transaction, owned by this scope. A
+        refused connection is retried per the options (a body never can be: this
+        happens before it runs)."""
         self.opened_in = caller
         self.opened_line = caller.f_lineno
-        turns = self.manager.turns
-        if turns is not None:
-            await turns.take()
-            self._turns = turns
-        try:
-            return await self._connect()
-        except BaseException:
-            self._give_turn_back()
-            raise
-
-    async def _connect(self) -> AsyncSession:
-        """Get the new session its connection; a refused one is retried per the options
-        (a body never can be: this happens before it runs)."""
         manager = self.manager
         options = self._options
         attempt = 0
         while True:
-            session: AsyncSession
+            session: AsyncScopedSession
             if options.isolation_level is None:
                 session = manager.sessionmaker()
             else:
@@ -225,11 +215,16 @@ class AsyncSessionScope(Frame):
                 transaction_id=transaction_id,
             )
             # Before the connection: its transaction begins with this scope's options.
-            sync_session_of(session)._sessionscope_scope = self
+            session._sessionscope_scope = self
             if manager.logs_debug:
                 manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
             if manager.monitoring:
                 self._started = perf_counter()
+            turns = manager.turns
+            if turns is not None:  # given back when the session is closed
+                if not await turns.take():
+                    raise turns.timed_out()
+                self._turns = turns
             try:
                 self.connecting = True
                 await session.connection()
@@ -257,7 +252,7 @@ class AsyncSessionScope(Frame):
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
         options = self._options
         check_joinable(parent.level.isolation_level, parent.level.read_only, options)
-        session: AsyncSession = parent.session
+        session: AsyncScopedSession = parent.session
         level = parent.level
         if options.propagation == "nested":
             self._kind = _SAVEPOINT
@@ -277,14 +272,13 @@ class AsyncSessionScope(Frame):
         else:
             self._kind = _JOINED
         self.level = level
-        sync = sync_session_of(session)
-        self._previous = sync._sessionscope_scope
-        sync._sessionscope_scope = self
+        self._previous = session._sessionscope_scope
+        session._sessionscope_scope = self
         return session
 
-    async def _discard(self, session: AsyncSession, error: BaseException) -> None:
+    async def _discard(self, session: AsyncScopedSession, error: BaseException) -> None:
         """Close a session that never got its connection (nor was counted as opened)."""
-        sync_session_of(session)._sessionscope_scope = None
+        session._sessionscope_scope = None
         if self.manager.monitoring:
             self.manager.monitor.connect_failed(error, self.level.transaction_id)
         await run_shielded(self._close, session, self.level.transaction_id)
@@ -304,7 +298,7 @@ class AsyncSessionScope(Frame):
         forked = self.owner is FORKED
         self.owner = ENDED
         # From here on, commit() and the like are the scope's, or the enclosing scope's.
-        sync_session_of(session)._sessionscope_scope = self._previous
+        session._sessionscope_scope = self._previous
         try:
             if forked:
                 return self._exit_in_forked_child(exc)
@@ -320,7 +314,7 @@ class AsyncSessionScope(Frame):
             if self._turns is not None:  # an error left the scope holding the turn
                 self._give_turn_back()
 
-    async def _end(self, session: AsyncSession, exc: BaseException | None) -> bool:
+    async def _end(self, session: AsyncScopedSession, exc: BaseException | None) -> bool:
         """The owner's exit: commit, or roll back; True swallows a ``Rollback``."""
         level = self.level
         if exc is not None:
@@ -352,7 +346,7 @@ class AsyncSessionScope(Frame):
             )
         return False
 
-    async def end_in_body(self, end: Callable[[], Awaitable[None]], how: str) -> None:
+    async def end_in_body(self, end: Callable[[], Outcome[None]], how: str) -> None:
         """The body called ``session.<how>()`` (``commit``, ``rollback`` or ``close``),
         and ``end`` is SQLAlchemy's own method for it.
 
@@ -384,11 +378,11 @@ class AsyncSessionScope(Frame):
         await self._end_early(end, level, committed)
 
     async def _end_early(
-        self, end: Callable[[], Awaitable[None]], level: Level, committed: bool
+        self, end: Callable[[], Outcome[None]], level: Level, committed: bool
     ) -> None:
         # With the scope out of the way, so that ``end`` is SQLAlchemy's own method.
-        sync = sync_session_of(self.session)
-        sync._sessionscope_scope = None
+        session = self.session
+        session._sessionscope_scope = None
         try:
             await end()
         except BaseException as error:
@@ -401,7 +395,7 @@ class AsyncSessionScope(Frame):
             await self._run_callbacks(level.take_callbacks(committed=False))
             raise
         finally:
-            sync._sessionscope_scope = self
+            session._sessionscope_scope = self
         await self._run_callbacks(level.take_callbacks(committed))
 
     async def _run_callbacks(self, callbacks: list[Callable[[], object]] | None) -> None:
@@ -477,7 +471,7 @@ class AsyncSessionScope(Frame):
         )
         await self._run_callbacks(level.on_rollback)
 
-    async def _commit(self, session: AsyncSession, level: Level) -> None:
+    async def _commit(self, session: AsyncScopedSession, level: Level) -> None:
         """Flush, COMMIT, close, then the on_commit callbacks; an error is handled here,
         and raised."""
         manager = self.manager
@@ -491,7 +485,8 @@ class AsyncSessionScope(Frame):
             await self._rolled_back(session, level, "commit_failed", error)
             raise
         try:
-            await session.commit()
+            # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
+            await session._sessionscope_unscoped.commit(session)
         except BaseException as error:
             if not commit_may_have_landed(error):
                 # The server answered (a serialization failure, a deferred

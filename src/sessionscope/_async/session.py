@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._async_compat import AsyncSession, guarded_session_class, sync_session_of
+from .._async_compat import AsyncSession, ScopeHolder, guarded_session_class
 
 if TYPE_CHECKING:
     from .scope import AsyncSessionScope
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncScopedSession", "session_class"]
 
 
-class AsyncScopedSession(AsyncSession):
+class AsyncScopedSession(ScopeHolder, AsyncSession):
     """Mixed into the class of every session a manager makes (a borrowed
     sessionmaker's class included).
 
@@ -24,26 +24,24 @@ class AsyncScopedSession(AsyncSession):
     scope) they are SQLAlchemy's own.
     """
 
-    # The innermost scope using the session, on the sync session (in the async
-    # flavour, the class of its sync_session has the same attribute).
-    _sessionscope_scope: AsyncSessionScope | None = None
+    _sessionscope_unscoped: type[AsyncSession]  # see session_class()
 
     async def commit(self) -> None:
-        scope = sync_session_of(self)._sessionscope_scope
+        scope: AsyncSessionScope | None = self._sessionscope_scope
         if scope is None:
             await super().commit()
         else:
             await scope.end_in_body(super().commit, "commit")
 
     async def rollback(self) -> None:
-        scope = sync_session_of(self)._sessionscope_scope
+        scope: AsyncSessionScope | None = self._sessionscope_scope
         if scope is None:
             await super().rollback()
         else:
             await scope.end_in_body(super().rollback, "rollback")
 
     async def close(self) -> None:
-        scope = sync_session_of(self)._sessionscope_scope
+        scope: AsyncSessionScope | None = self._sessionscope_scope
         if scope is None:
             await super().close()
         else:
@@ -55,15 +53,16 @@ class AsyncScopedSession(AsyncSession):
 _classes: dict[type[Any], type[Any]] = {}
 
 
-def session_class(base: type[AsyncSession]) -> type[AsyncSession]:
-    """``base`` with the rules above (and the checks of this flavour), made once per class."""
+def session_class(base: type[AsyncSession]) -> type[AsyncScopedSession]:
+    """``base`` with the rules above (and the checks of this flavour), made once per class.
+
+    ``_sessionscope_unscoped`` is the class under the rules: its methods are the
+    ones a scope ends its own transaction with.
+    """
     made = _classes.get(base)
     if made is None:
-        if base is AsyncSession:
-            made = AsyncScopedSession
-        else:
-            namespace = {"__module__": base.__module__}
-            made = type(base.__name__, (AsyncScopedSession, base), namespace)
-        made = guarded_session_class(made)
+        unscoped = guarded_session_class(base)
+        namespace = {"__module__": base.__module__, "_sessionscope_unscoped": unscoped}
+        made = type(base.__name__, (AsyncScopedSession, unscoped), namespace)
         _classes[base] = made
     return made

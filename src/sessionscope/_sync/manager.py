@@ -44,7 +44,7 @@ from ..options import (
 )
 from .decorator import SyncSessionDecorator, session_function
 from .scope import SessionScope
-from .session import session_class
+from .session import ScopedSession, session_class
 
 __all__ = ["SessionManager"]
 
@@ -100,7 +100,9 @@ class SessionManager:
         self.read_only_supported = listener is not None
         self._read_only_prepared = False  # see resolve_options()
         # A pool that hands every session the same connection: scopes take turns.
-        self.turns = Turns() if _shares_one_connection(sync_engine) else None
+        self.turns: Turns | None = None
+        if _shares_one_connection(sync_engine):
+            self.turns = Turns(_pool_timeout(sync_engine))
         # Engines that set an isolation level on the connections they check out, by level.
         self._isolated_binds: dict[str, Engine] = {}
         self.monitoring = config.enable_monitoring
@@ -177,7 +179,7 @@ class SessionManager:
             self._read_only_prepared = True
         return resolved
 
-    def isolated_session(self, isolation_level: str) -> Session:
+    def isolated_session(self, isolation_level: str) -> ScopedSession:
         """A new session whose every transaction runs at ``isolation_level``: bound to
         an engine that sets it on each connection it checks out (and SQLAlchemy
         resets it as the connection goes back to the pool)."""
@@ -185,14 +187,15 @@ class SessionManager:
         if bind is None:
             bind = self.engine.execution_options(isolation_level=isolation_level)
             self._isolated_binds[isolation_level] = bind
-        session: Session = self.sessionmaker(bind=bind)
+        session: ScopedSession = self.sessionmaker(bind=bind)
         return session
 
     def _after_fork(self) -> None:
         """In a forked child: the pool's connections are the parent's (see _fork.py)."""
         sync_engine_of(self.engine).dispose(close=False)
         if self.turns is not None:
-            self.turns = Turns()  # it may have been taken when the parent forked
+            # It may have been taken when the parent forked.
+            self.turns = Turns(_pool_timeout(sync_engine_of(self.engine)))
 
     @overload
     def with_session(
@@ -319,6 +322,11 @@ def _is_sqlite_memory(url: URL) -> bool:
 def _shares_one_connection(engine: Any) -> bool:
     """Whether every session gets the same connection (in one thread, at least)."""
     return isinstance(engine.pool, StaticPool | SingletonThreadPool)
+
+
+def _pool_timeout(engine: Any) -> float:
+    """How long a checkout waits for a connection (``pool_timeout``; 30 s by default)."""
+    return float(getattr(engine.pool, "_timeout", 30.0))
 
 
 def _discard(engine: Engine) -> None:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from sys import _getframe
 from time import perf_counter
 from types import FrameType, TracebackType
@@ -16,6 +16,7 @@ from sqlalchemy.exc import IllegalStateChangeError
 
 from .._sync_compat import (
     IS_ASYNC,
+    Outcome,
     Session,
     SessionTransaction,
     Turns,
@@ -25,7 +26,6 @@ from .._sync_compat import (
     run_callbacks,
     run_shielded,
     sleep,
-    sync_session_of,
 )
 from ..context import ENDED, FORKED, Frame, Level, find_frame, innermost
 from ..errors import (
@@ -40,6 +40,7 @@ from ..errors import (
 from ..options import ScopeOptions, check_joinable
 from ..transient import commit_may_have_landed, transient_reason
 from .retrying import wait_before_retry
+from .session import ScopedSession
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -192,28 +193,17 @@ class SessionScope(Frame):
         innermost.set(self)
         return session
 
-    def _open(self, caller: FrameType) -> Session:
-        """A new session with its connection and transaction, owned by this scope."""
+    def _open(self, caller: FrameType) -> ScopedSession:
+        """A new session with its connection and transaction, owned by this scope. A
+        refused connection is retried per the options (a body never can be: this
+        happens before it runs)."""
         self.opened_in = caller
         self.opened_line = caller.f_lineno
-        turns = self.manager.turns
-        if turns is not None:
-            turns.take()
-            self._turns = turns
-        try:
-            return self._connect()
-        except BaseException:
-            self._give_turn_back()
-            raise
-
-    def _connect(self) -> Session:
-        """Get the new session its connection; a refused one is retried per the options
-        (a body never can be: this happens before it runs)."""
         manager = self.manager
         options = self._options
         attempt = 0
         while True:
-            session: Session
+            session: ScopedSession
             if options.isolation_level is None:
                 session = manager.sessionmaker()
             else:
@@ -228,11 +218,16 @@ class SessionScope(Frame):
                 transaction_id=transaction_id,
             )
             # Before the connection: its transaction begins with this scope's options.
-            sync_session_of(session)._sessionscope_scope = self
+            session._sessionscope_scope = self
             if manager.logs_debug:
                 manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
             if manager.monitoring:
                 self._started = perf_counter()
+            turns = manager.turns
+            if turns is not None:  # given back when the session is closed
+                if not turns.take():
+                    raise turns.timed_out()
+                self._turns = turns
             try:
                 self.connecting = True
                 session.connection()
@@ -260,7 +255,7 @@ class SessionScope(Frame):
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
         options = self._options
         check_joinable(parent.level.isolation_level, parent.level.read_only, options)
-        session: Session = parent.session
+        session: ScopedSession = parent.session
         level = parent.level
         if options.propagation == "nested":
             self._kind = _SAVEPOINT
@@ -280,14 +275,13 @@ class SessionScope(Frame):
         else:
             self._kind = _JOINED
         self.level = level
-        sync = sync_session_of(session)
-        self._previous = sync._sessionscope_scope
-        sync._sessionscope_scope = self
+        self._previous = session._sessionscope_scope
+        session._sessionscope_scope = self
         return session
 
-    def _discard(self, session: Session, error: BaseException) -> None:
+    def _discard(self, session: ScopedSession, error: BaseException) -> None:
         """Close a session that never got its connection (nor was counted as opened)."""
-        sync_session_of(session)._sessionscope_scope = None
+        session._sessionscope_scope = None
         if self.manager.monitoring:
             self.manager.monitor.connect_failed(error, self.level.transaction_id)
         run_shielded(self._close, session, self.level.transaction_id)
@@ -307,7 +301,7 @@ class SessionScope(Frame):
         forked = self.owner is FORKED
         self.owner = ENDED
         # From here on, commit() and the like are the scope's, or the enclosing scope's.
-        sync_session_of(session)._sessionscope_scope = self._previous
+        session._sessionscope_scope = self._previous
         try:
             if forked:
                 return self._exit_in_forked_child(exc)
@@ -323,7 +317,7 @@ class SessionScope(Frame):
             if self._turns is not None:  # an error left the scope holding the turn
                 self._give_turn_back()
 
-    def _end(self, session: Session, exc: BaseException | None) -> bool:
+    def _end(self, session: ScopedSession, exc: BaseException | None) -> bool:
         """The owner's exit: commit, or roll back; True swallows a ``Rollback``."""
         level = self.level
         if exc is not None:
@@ -355,7 +349,7 @@ class SessionScope(Frame):
             )
         return False
 
-    def end_in_body(self, end: Callable[[], Awaitable[None]], how: str) -> None:
+    def end_in_body(self, end: Callable[[], Outcome[None]], how: str) -> None:
         """The body called ``session.<how>()`` (``commit``, ``rollback`` or ``close``),
         and ``end`` is SQLAlchemy's own method for it.
 
@@ -386,10 +380,10 @@ class SessionScope(Frame):
                 raise
         self._end_early(end, level, committed)
 
-    def _end_early(self, end: Callable[[], Awaitable[None]], level: Level, committed: bool) -> None:
+    def _end_early(self, end: Callable[[], Outcome[None]], level: Level, committed: bool) -> None:
         # With the scope out of the way, so that ``end`` is SQLAlchemy's own method.
-        sync = sync_session_of(self.session)
-        sync._sessionscope_scope = None
+        session = self.session
+        session._sessionscope_scope = None
         try:
             end()
         except BaseException as error:
@@ -402,7 +396,7 @@ class SessionScope(Frame):
             self._run_callbacks(level.take_callbacks(committed=False))
             raise
         finally:
-            sync._sessionscope_scope = self
+            session._sessionscope_scope = self
         self._run_callbacks(level.take_callbacks(committed))
 
     def _run_callbacks(self, callbacks: list[Callable[[], object]] | None) -> None:
@@ -478,7 +472,7 @@ class SessionScope(Frame):
         )
         self._run_callbacks(level.on_rollback)
 
-    def _commit(self, session: Session, level: Level) -> None:
+    def _commit(self, session: ScopedSession, level: Level) -> None:
         """Flush, COMMIT, close, then the on_commit callbacks; an error is handled here,
         and raised."""
         manager = self.manager
@@ -492,7 +486,8 @@ class SessionScope(Frame):
             self._rolled_back(session, level, "commit_failed", error)
             raise
         try:
-            session.commit()
+            # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
+            session._sessionscope_unscoped.commit(session)
         except BaseException as error:
             if not commit_may_have_landed(error):
                 # The server answered (a serialization failure, a deferred

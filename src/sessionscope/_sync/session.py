@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._sync_compat import Session, guarded_session_class, sync_session_of
+from .._sync_compat import ScopeHolder, Session, guarded_session_class
 
 if TYPE_CHECKING:
     from .scope import SessionScope
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["ScopedSession", "session_class"]
 
 
-class ScopedSession(Session):
+class ScopedSession(ScopeHolder, Session):
     """Mixed into the class of every session a manager makes (a borrowed
     sessionmaker's class included).
 
@@ -27,26 +27,24 @@ class ScopedSession(Session):
     scope) they are SQLAlchemy's own.
     """
 
-    # The innermost scope using the session, on the sync session (in the async
-    # flavour, the class of its sync_session has the same attribute).
-    _sessionscope_scope: SessionScope | None = None
+    _sessionscope_unscoped: type[Session]  # see session_class()
 
     def commit(self) -> None:
-        scope = sync_session_of(self)._sessionscope_scope
+        scope: SessionScope | None = self._sessionscope_scope
         if scope is None:
             super().commit()
         else:
             scope.end_in_body(super().commit, "commit")
 
     def rollback(self) -> None:
-        scope = sync_session_of(self)._sessionscope_scope
+        scope: SessionScope | None = self._sessionscope_scope
         if scope is None:
             super().rollback()
         else:
             scope.end_in_body(super().rollback, "rollback")
 
     def close(self) -> None:
-        scope = sync_session_of(self)._sessionscope_scope
+        scope: SessionScope | None = self._sessionscope_scope
         if scope is None:
             super().close()
         else:
@@ -58,15 +56,16 @@ class ScopedSession(Session):
 _classes: dict[type[Any], type[Any]] = {}
 
 
-def session_class(base: type[Session]) -> type[Session]:
-    """``base`` with the rules above (and the checks of this flavour), made once per class."""
+def session_class(base: type[Session]) -> type[ScopedSession]:
+    """``base`` with the rules above (and the checks of this flavour), made once per class.
+
+    ``_sessionscope_unscoped`` is the class under the rules: its methods are the
+    ones a scope ends its own transaction with.
+    """
     made = _classes.get(base)
     if made is None:
-        if base is Session:
-            made = ScopedSession
-        else:
-            namespace = {"__module__": base.__module__}
-            made = type(base.__name__, (ScopedSession, base), namespace)
-        made = guarded_session_class(made)
+        unscoped = guarded_session_class(base)
+        namespace = {"__module__": base.__module__, "_sessionscope_unscoped": unscoped}
+        made = type(base.__name__, (ScopedSession, unscoped), namespace)
         _classes[base] = made
     return made
