@@ -21,6 +21,7 @@ for it takes it.
 from __future__ import annotations
 
 import inspect
+import sys
 import threading
 from asyncio import _get_running_loop, current_task
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from .errors import ConfigurationError, NoActiveSessionError
 
 __all__ = [
     "ENDED",
+    "call_site",
     "FORKED",
     "Frame",
     "Level",
@@ -139,7 +141,7 @@ class Frame:
     """One active scope: the base of both flavours' scope classes, so entering a
     scope allocates nothing more than the scope itself. Set when it is entered."""
 
-    __slots__ = ("level", "manager", "opened_in", "opened_line", "owner", "parent", "session")
+    __slots__ = ("level", "manager", "owner", "parent", "session")
 
     manager: Any  # the manager whose scope this is
     session: Any  # None until entered
@@ -148,23 +150,41 @@ class Frame:
     # The task or thread that may join it (see the module's docstring); None
     # while handed over and not yet taken; ENDED or FORKED once nobody may.
     owner: object
-    opened_in: FrameType | None  # the Python frame that entered it, while it is active
-    opened_line: int
 
     def opened_at(self) -> str:
-        """Where this scope was entered: ``file:line in function``, in the caller's code."""
-        frame, line = self.opened_in, self.opened_line
-        if frame is None:
-            return "an unknown place"
-        # Entered by sessionscope itself (a decorated function, a dependency):
-        # the first caller outside it is where the user opened the scope, and
-        # it is still on that line while the scope is active.
-        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-            "sessionscope."
-        ):
+        """Where this active scope was entered (``function at file:line``), looked up on
+        the stack of the code running inside it: nothing is recorded on entry, which
+        every scope would pay for. The line is the one that function is running now."""
+        session = self.session
+        found = None
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            # The outermost frame holding the session: scopes inside it hold it too.
+            if any(value is session for value in frame.f_locals.values()):
+                found = frame
             frame = frame.f_back
-            line = frame.f_lineno
-        return f"{frame.f_code.co_filename}:{line} in {frame.f_code.co_name}"
+        if found is None:
+            return "a place no longer on the stack"
+        return _describe(_outside_sessionscope(found))
+
+
+def call_site() -> str:
+    """Where the user's code is: the first frame outside sessionscope. While a
+    with-block exits, Python reports the line of its ``with`` statement, so
+    called from a scope's exit this is where the scope was opened."""
+    return _describe(_outside_sessionscope(sys._getframe(1)))
+
+
+def _outside_sessionscope(frame: FrameType) -> FrameType:
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "sessionscope."
+    ):
+        frame = frame.f_back
+    return frame
+
+
+def _describe(frame: FrameType) -> str:
+    return f"{frame.f_code.co_name} at {frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 innermost: ContextVar[Frame | None] = ContextVar("sessionscope_innermost", default=None)

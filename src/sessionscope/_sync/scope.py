@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from sys import _getframe
 from time import perf_counter
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IllegalStateChangeError
@@ -27,7 +26,7 @@ from .._sync_compat import (
     run_shielded,
     sleep,
 )
-from ..context import ENDED, FORKED, Frame, Level, find_frame, innermost
+from ..context import ENDED, FORKED, Frame, Level, call_site, find_frame, innermost
 from ..errors import (
     CommitOutcomeUnknownError,
     ConfigurationError,
@@ -119,7 +118,6 @@ class SessionScope(Frame):
     ) -> None:
         self.manager = manager
         self.session = None
-        self.opened_in = None
         self._options = options
         # The scope a session passed by the caller belongs to; None: look it up on entry.
         self._joining = parent
@@ -164,7 +162,6 @@ class SessionScope(Frame):
             raise SessionScopeError(
                 "a scope object is entered once; call session_scope() for another"
             )
-        caller = _getframe(1)
         manager = self.manager
         propagation = self._options.propagation
         owner = current_owner()
@@ -173,7 +170,7 @@ class SessionScope(Frame):
         if parent is None and enclosing is not None:
             parent = find_frame(manager, owner)
         if parent is not None and propagation != "requires_new":
-            session = self._join(parent, caller)
+            session = self._join(parent)
         elif propagation == "mandatory":
             raise NoActiveSessionError(
                 "propagation='mandatory' needs an active scope of %s in this task or thread"
@@ -186,19 +183,17 @@ class SessionScope(Frame):
                     "session of %s gets the same one (an in-memory SQLite database): use a "
                     "database file, or another propagation" % manager.name
                 )
-            session = self._open(caller)
+            session = self._open()
         self.session = session
         self.parent = enclosing
         self.owner = owner
         innermost.set(self)
         return session
 
-    def _open(self, caller: FrameType) -> ScopedSession:
+    def _open(self) -> ScopedSession:
         """A new session with its connection and transaction, owned by this scope. A
         refused connection is retried per the options (a body never can be: this
         happens before it runs)."""
-        self.opened_in = caller
-        self.opened_line = caller.f_lineno
         manager = self.manager
         options = self._options
         attempt = 0
@@ -251,7 +246,7 @@ class SessionScope(Frame):
                     manager.monitor.note_connected(wait)
             return session
 
-    def _join(self, parent: Frame, caller: FrameType) -> Session:
+    def _join(self, parent: Frame) -> Session:
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
         options = self._options
         check_joinable(parent.level.isolation_level, parent.level.read_only, options)
@@ -259,8 +254,6 @@ class SessionScope(Frame):
         level = parent.level
         if options.propagation == "nested":
             self._kind = _SAVEPOINT
-            self.opened_in = caller
-            self.opened_line = caller.f_lineno
             self._savepoint = session.begin_nested()
             level = Level(
                 level,
@@ -313,7 +306,6 @@ class SessionScope(Frame):
                 return self._exit_savepoint(exc)
             return self._end(session, exc)
         finally:
-            self.opened_in = None  # no reference to the caller's frame once it has exited
             if self._turns is not None:  # an error left the scope holding the turn
                 self._give_turn_back()
 
@@ -571,7 +563,7 @@ class SessionScope(Frame):
             "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
             duration,
             manager.config.slow_transaction_seconds,
-            self.opened_at(),
+            call_site(),
             transaction_id=transaction_id,
         )
 
