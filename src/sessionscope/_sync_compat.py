@@ -20,8 +20,6 @@ from sqlalchemy.exc import IllegalStateChangeError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from .context import current_owner
-
 __all__ = [
     "IS_ASYNC",
     "Connection",
@@ -119,6 +117,11 @@ def close_if_idle(session: Session) -> bool:
     except IllegalStateChangeError:
         return False  # another thread is inside it: the careful way
     return True
+
+
+# The thread that opens a scope: scopes of other threads are invisible to it. (A
+# C function: every scope calls it.)
+current_owner: Callable[[], object] = threading.get_ident
 
 
 def sync_engine_of(engine: Engine) -> Engine:

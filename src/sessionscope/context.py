@@ -9,13 +9,13 @@ a transaction level. Callbacks and the rollback-only mark live on levels.
 Python copies the context into every asyncio task, into threads started with
 ``contextvars.copy_context()``, and into thread-pool calls that propagate it,
 so such code sees the frames of the scope it was started in, even after that
-scope has ended. A frame is therefore joined only by its *owner*, the task
-(or, outside any task, the thread) that entered it, and only while it is
-active: anyone else opens a scope of their own, so two tasks or threads never
-share a session by accident. An explicit hand-over (``make_current()``, which
-the FastAPI integration uses for ``def`` endpoints run in a worker thread)
-leaves a frame without an owner until the first task or thread that looks
-for it takes it.
+scope has ended. A frame is therefore joined only by its *owner*, and only
+while it is active: the task that entered it (async scopes) or the thread
+(sync scopes, which block their thread). Anyone else opens a scope of their
+own, so two tasks or threads never share a session by accident. An explicit
+hand-over (``make_current()``, which the FastAPI integration uses for ``def``
+endpoints run in a worker thread) leaves a frame without an owner until the
+first thread (or task) that looks for it takes it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ __all__ = [
     "FORKED",
     "Frame",
     "Level",
-    "current_owner",
     "current_session",
     "find_frame",
     "get_default_manager",
@@ -69,14 +68,13 @@ _GONE = (ENDED, FORKED)
 
 
 class Level:
-    """A transaction or a savepoint, and the scope that opened it."""
+    """A transaction or a savepoint."""
 
     __slots__ = (
         "is_async",
         "isolation_level",
         "on_commit",
         "on_rollback",
-        "opener",
         "parent",
         "read_only",
         "rollback_cause",
@@ -87,7 +85,6 @@ class Level:
     def __init__(
         self,
         parent: Level | None,
-        opener: Frame,
         *,
         is_async: bool,
         read_only: bool = False,
@@ -95,7 +92,6 @@ class Level:
         transaction_id: int = 0,
     ) -> None:
         self.parent = parent
-        self.opener = opener
         self.transaction_id = transaction_id  # the manager's number for the transaction
         self.is_async = is_async
         self.read_only = read_only
@@ -105,14 +101,6 @@ class Level:
         self.on_rollback: list[Callback] | None = None
         self.rollback_only = False
         self.rollback_cause: BaseException | None = None
-
-    @property
-    def transaction(self) -> Level:
-        """The level of the transaction this savepoint (or transaction) belongs to."""
-        level = self
-        while level.parent is not None:
-            level = level.parent
-        return level
 
     def mark_rollback_only(self, cause: BaseException) -> None:
         if not self.rollback_only:
@@ -190,16 +178,8 @@ def _describe(frame: FrameType) -> str:
 innermost: ContextVar[Frame | None] = ContextVar("sessionscope_innermost", default=None)
 
 
-def current_owner() -> object:
-    """The task running this code or, outside any task, the thread (by its ident).
-
-    Compare owners with ``==``: thread idents are ints.
-    """
-    if _get_running_loop() is not None:
-        task = current_task()
-        if task is not None:
-            return task
-    return threading.get_ident()
+def _running_task() -> object:
+    return current_task() if _get_running_loop() is not None else None
 
 
 _taking = threading.Lock()
@@ -214,19 +194,28 @@ def _may_use(frame: Frame, owner: object) -> bool:
     return frame.owner == owner
 
 
-def find_frame(manager: object, owner: object) -> Frame | None:
+def find_frame(manager: object, owner: object, also: object = None) -> Frame | None:
     """The innermost active frame (of ``manager``, or of any manager if None) that
-    ``owner`` may join."""
+    ``owner`` (or ``also``, if given) may join."""
     frame = innermost.get()
     while frame is not None:
-        if frame.owner != owner and not _may_use(frame, owner):
-            if frame.owner not in _GONE:
-                # Inherited from another task or thread: so is everything below it.
-                return None
+        if frame.owner in _GONE:
+            pass  # ended (or the parent process's): what is below it may still be ours
+        elif frame.owner == owner or (also is not None and frame.owner == also):
+            if manager is None or frame.manager is manager:
+                return frame
+        elif not _may_use(frame, owner):
+            return None  # inherited from another task or thread: so is everything below it
         elif manager is None or frame.manager is manager:
             return frame
         frame = frame.parent
     return None
+
+
+def _usable_frame() -> Frame | None:
+    """The innermost frame of either flavour this code may use: an async scope of its
+    task, or a sync scope of its thread."""
+    return find_frame(None, threading.get_ident(), _running_task())
 
 
 def scope_of(session: object) -> Frame | None:
@@ -254,7 +243,7 @@ def current_session() -> Any:
 
     Raises :class:`NoActiveSessionError` when no scope is active.
     """
-    frame = find_frame(None, current_owner())
+    frame = _usable_frame()
     if frame is None:
         raise NoActiveSessionError("current_session() was called outside of any session scope")
     return frame.session
@@ -263,7 +252,7 @@ def current_session() -> Any:
 def _register(kind: str, callback: Callback) -> Level:
     if not callable(callback):
         raise TypeError(f"{kind}() takes a callable, got {callback!r}")
-    frame = find_frame(None, current_owner())
+    frame = _usable_frame()
     if frame is None:
         raise NoActiveSessionError(f"{kind}() needs an active session scope in this task or thread")
     level = frame.level

@@ -123,7 +123,7 @@ class SessionScope(Frame):
         self._joining = parent
         self._kind = _OWN
         # The scope that used the session before this one, back in charge at our exit.
-        self._previous: Frame | None = None
+        self._previous: SessionScope | None = None
         self._savepoint: SessionTransaction | None = None
         self._started = 0.0
         self._turns: Turns | None = None  # held while we use a pool's only connection
@@ -206,7 +206,6 @@ class SessionScope(Frame):
             transaction_id = next(manager.transaction_ids)
             self.level = Level(
                 None,
-                self,
                 is_async=IS_ASYNC,
                 read_only=options.read_only,
                 isolation_level=options.isolation_level,
@@ -257,7 +256,6 @@ class SessionScope(Frame):
             self._savepoint = session.begin_nested()
             level = Level(
                 level,
-                self,
                 is_async=IS_ASYNC,
                 read_only=level.read_only,
                 isolation_level=level.isolation_level,
@@ -304,32 +302,29 @@ class SessionScope(Frame):
                 return False
             if self._kind is _SAVEPOINT:
                 return self._exit_savepoint(exc)
-            return self._end(session, exc)
+            # The owner: commit, or roll back.
+            level = self.level
+            if exc is not None:
+                if isinstance(exc, Rollback):
+                    self._rolled_back(session, level, "requested", None)
+                    return True
+                self._rolled_back(session, level, "exception", exc)
+            elif level.rollback_only:
+                cause = level.rollback_cause
+                self._rolled_back(session, level, "rollback_only", cause)
+                raise TransactionRolledBackError(
+                    "the transaction was rolled back because an exception left a joined "
+                    "scope (%r) and was swallowed" % (cause,)
+                ) from cause
+            elif self._options.auto_commit or not session.in_transaction():
+                self._commit(session, level)
+            else:
+                # auto_commit=False and the body left work uncommitted: discard it.
+                self._rolled_back(session, level, "not_committed", None)
+            return False
         finally:
             if self._turns is not None:  # an error left the scope holding the turn
                 self._give_turn_back()
-
-    def _end(self, session: ScopedSession, exc: BaseException | None) -> bool:
-        """The owner's exit: commit, or roll back; True swallows a ``Rollback``."""
-        level = self.level
-        if exc is not None:
-            if isinstance(exc, Rollback):
-                self._rolled_back(session, level, "requested", None)
-                return True
-            self._rolled_back(session, level, "exception", exc)
-        elif level.rollback_only:
-            cause = level.rollback_cause
-            self._rolled_back(session, level, "rollback_only", cause)
-            raise TransactionRolledBackError(
-                "the transaction was rolled back because an exception left a joined scope"
-                " (%r) and was swallowed" % (cause,)
-            ) from cause
-        elif self._options.auto_commit or not session.in_transaction():
-            self._commit(session, level)
-        else:
-            # auto_commit=False and the body left work uncommitted: discard it.
-            self._rolled_back(session, level, "not_committed", None)
-        return False
 
     def _exit_in_forked_child(self, exc: BaseException | None) -> bool:
         """This process was forked inside the scope: its connection is the parent's,
@@ -396,7 +391,9 @@ class SessionScope(Frame):
             run_callbacks(callbacks, self.manager.log)
 
     def _not_the_owner(self, how: str) -> TransactionOwnershipError:
-        owner = self.level.transaction.opener
+        owner = self  # the first scope that used the session: it opened the transaction
+        while owner._previous is not None:
+            owner = owner._previous
         if self._kind is _SAVEPOINT:
             where = (
                 "a nested scope, which owns a savepoint, not the transaction: it would end "
@@ -501,8 +498,10 @@ class SessionScope(Frame):
             elif manager.logs_debug:
                 manager.log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
         finally:
-            if self._turns is not None:
-                self._give_turn_back()
+            turns = self._turns
+            if turns is not None:  # _give_turn_back() inlined: every transaction's path
+                self._turns = None
+                turns.give_back()
             if manager.monitoring:  # _ended() inlined: this is every transaction's path
                 duration = perf_counter() - self._started
                 manager.monitor.closed(duration, level.transaction_id)
