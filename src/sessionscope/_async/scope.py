@@ -284,7 +284,7 @@ class AsyncSessionScope(Frame):
         # checkers that code after a ``with`` block ending in ``return`` is unreachable.
         session = self.session
         if session is None:
-            raise SessionScopeError("__aexit__ without __aenter__")
+            raise SessionScopeError("a scope exited that was never entered")
         innermost.set(self.parent)
         forked = self.owner is FORKED
         self.owner = ENDED
