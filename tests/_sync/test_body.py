@@ -223,6 +223,30 @@ def test_callbacks_follow_the_bodys_own_commit(manager: SessionManager, database
     assert database.names() == ["ada"]
 
 
+def test_a_callback_of_the_bodys_commit_runs_outside_the_scope(
+    manager: SessionManager, database: Database
+) -> None:
+    # As at the scope's exit: a scope the callback opens has a transaction of its
+    # own, not the next transaction of the scope that committed.
+    sessions: list[Session] = []
+
+    def audit() -> None:
+        with manager.session_scope() as other:
+            sessions.append(other)
+            other.add(User(name="audit"))
+
+    with pytest.raises(Boom):
+        with manager.session_scope() as session:
+            session.add(User(name="ada"))
+            on_commit(audit)
+            session.commit()
+            assert current_session() is session
+            session.add(User(name="lost"))
+            raise Boom
+    assert sessions and sessions[0] is not session
+    assert database.names() == ["ada", "audit"]
+
+
 @pytest.mark.parametrize("how", ["rollback", "close"])
 def test_callbacks_follow_the_bodys_own_rollback(
     manager: SessionManager, database: Database, how: str

@@ -388,7 +388,13 @@ class SessionScope(Frame):
 
     def _run_callbacks(self, callbacks: list[Callable[[], object]] | None) -> None:
         if callbacks:
-            run_callbacks(callbacks, self.manager.log)
+            # Outside this scope, also when the body's own commit runs them: a scope
+            # a callback opens has a transaction of its own, as at the scope's exit.
+            outside = innermost.set(self.parent)
+            try:
+                run_callbacks(callbacks, self.manager.log)
+            finally:
+                innermost.reset(outside)
 
     def _not_the_owner(self, how: str) -> TransactionOwnershipError:
         owner = self  # the first scope that used the session: it opened the transaction
