@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import zipfile
 from pathlib import Path
 
 import nox
@@ -101,6 +103,38 @@ def check_generated(session: nox.Session) -> None:
     """Fail if the committed sync code differs from what the generator makes."""
     session.install(*group("generate"))
     session.run("python", "tools/generate_sync.py", "--check", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """A wheel carries a _sync generated at build time, equal to the committed one;
+    building it and an editable install leave the work tree as they found it."""
+    before = _git_status()
+    out = Path(session.create_tmp()) / "wheel"
+    shutil.rmtree(out, ignore_errors=True)
+    session.install("pip")
+    session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), ".")
+    session.run("python", "-m", "pip", "install", "--quiet", "--no-deps", "-e", ".")
+    (wheel,) = out.glob("sessionscope-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {
+            name.removeprefix("sessionscope/_sync/"): archive.read(name)
+            for name in archive.namelist()
+            if name.startswith("sessionscope/_sync/")
+        }
+    committed = {
+        path.name: path.read_bytes() for path in (ROOT / "src/sessionscope/_sync").glob("*.py")
+    }
+    if shipped != committed:
+        session.error(f"the wheel's _sync differs from the committed one: {sorted(shipped)}")
+    if _git_status() != before:
+        session.error("building changed the work tree:\n" + _git_status())
+    session.log(f"{wheel.name}: _sync ({len(shipped)} files) as committed; work tree untouched")
+
+
+def _git_status() -> str:
+    done = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True)
+    return done.stdout.decode()
 
 
 @nox.session(python=PYTHON)

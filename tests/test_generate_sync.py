@@ -79,6 +79,16 @@ def generator() -> ModuleType:
     return module
 
 
+# The replacements the small sources above use: the generator refuses unused ones.
+USED = ("AsyncSession", "async_sessionmaker", "AsyncSessionScope", "_async", "_async_compat")
+
+
+@pytest.fixture(autouse=True)
+def used_replacements(generator: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = {name: generator.REPLACEMENTS[name] for name in USED}
+    monkeypatch.setattr(generator, "REPLACEMENTS", table)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fake repo: the real pyproject.toml (for ruff's config) and small async sources."""
@@ -211,3 +221,25 @@ def test_untranslatable_source_is_refused(
     assert "src/sessionscope/_async/bad.py:2: " in err
     assert message in err
     assert snapshot(generated) == before  # a failed run leaves the tree alone
+
+
+def test_an_unused_replacement_is_refused(
+    generator: ModuleType,
+    generated: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(generator.REPLACEMENTS, "AsyncNeverUsed", "NeverUsed")
+    before = snapshot(generated)
+    assert generator.generate(check=True, root=generated) == 2
+    assert "REPLACEMENTS not used by any source: AsyncNeverUsed" in capsys.readouterr().err
+    assert snapshot(generated) == before
+
+
+def test_the_real_tree_uses_every_replacement(generator: ModuleType) -> None:
+    real = importlib.util.spec_from_file_location("generate_sync_real", generator.__file__)
+    assert real is not None and real.loader is not None
+    module = importlib.util.module_from_spec(real)
+    real.loader.exec_module(module)
+    trees = [(src, sync) for src, sync in module.TREES if (REPO / src).is_dir()]
+    assert module._unused_replacements(REPO, trees) == []

@@ -41,29 +41,18 @@ REPLACEMENTS: dict[str, str] = {
     "async_sessionmaker": "sessionmaker",
     "create_async_engine": "create_engine",
     "AsyncEngine": "Engine",
-    "AsyncConnection": "Connection",
     "AsyncSessionTransaction": "SessionTransaction",
-    "AsyncTransaction": "Transaction",
-    "async_object_session": "object_session",
     # sessionscope
     "AsyncSessionManager": "SessionManager",
     "AsyncSessionScope": "SessionScope",
     "AsyncScopedSession": "ScopedSession",
-    "AsyncSessionFunction": "SessionFunction",
     "async_session_scope": "session_scope",
     "async_with_session": "with_session",
     # modules: each part of a dotted name is a token of its own
     "_async": "_sync",
     "_async_compat": "_sync_compat",
-    # standard library
-    "aclose": "close",
+    # standard library (unasync knows AsyncIterator, StopAsyncIteration and the like)
     "athrow": "throw",
-    "StopAsyncIteration": "StopIteration",
-    "AsyncExitStack": "ExitStack",
-    "asynccontextmanager": "contextmanager",
-    "AsyncGenerator": "Generator",
-    "AsyncIterator": "Iterator",
-    "AsyncIterable": "Iterable",
 }
 
 # (hand-written async tree, generated sync tree), relative to the repo root.
@@ -97,9 +86,17 @@ def generate(check: bool = False, root: Path = ROOT) -> int:
     # A tree whose _async side is absent (say, an sdist without tests) is left alone.
     trees = [(src, sync) for src, sync in TREES if (root / src).is_dir()]
     try:
-        expected = _render(root, trees)
+        expected = render(root, trees)
     except GenerateError as exc:
         print(f"generate_sync: error: {exc}", file=sys.stderr)
+        return 2
+    unused = _unused_replacements(root, trees)
+    if unused:
+        print(
+            f"generate_sync: error: REPLACEMENTS not used by any source: {', '.join(unused)}; "
+            "remove them, so the table says what the translation really needs",
+            file=sys.stderr,
+        )
         return 2
     if check:
         return _report(expected, _committed(root, trees))
@@ -112,8 +109,11 @@ def generate(check: bool = False, root: Path = ROOT) -> int:
     return 0
 
 
-def _render(root: Path, trees: Trees) -> dict[str, str]:
-    """Return {repo-relative sync path: final text} for every async source."""
+def render(root: Path, trees: Trees) -> dict[str, str]:
+    """Return {repo-relative sync path: final text} for every async source.
+
+    Writes nothing under ``root``: the build hook puts the result in the wheel.
+    """
     sources: dict[str, str] = {}  # sync path -> async path, both repo-relative
     for src, sync in trees:
         for path in sorted((root / src).rglob("*.py")):
@@ -169,6 +169,20 @@ def _refuse_untranslatable(root: Path, source: str) -> None:
             )
 
 
+def _unused_replacements(root: Path, trees: Trees) -> list[str]:
+    """The names of REPLACEMENTS that no source spells, as a name or a whole string."""
+    spelled: set[str] = set()
+    for src, _ in trees:
+        for path in (root / src).rglob("*.py"):
+            code = path.read_text(encoding="utf-8")
+            for tok in tokenize.generate_tokens(iter(code.splitlines(keepends=True)).__next__):
+                if tok.type == tokenize.NAME:
+                    spelled.add(tok.string)
+                elif tok.type == tokenize.STRING:
+                    spelled.add(tok.string.strip("'\""))
+    return sorted(set(REPLACEMENTS) - spelled)
+
+
 def _is_fstring(tok: tokenize.TokenInfo) -> bool:
     """Whether ``tok`` is a whole f-string, as Python 3.11 tokenizes it."""
     if tok.type != tokenize.STRING:
@@ -185,8 +199,8 @@ def _require_tools() -> None:
     if missing:
         raise GenerateError(
             f"ModuleNotFoundError: No module named {missing[0]!r} (missing: {', '.join(missing)}); "
-            "pip install unasync==0.6.0 setuptools ruff==0.17.6, "
-            "or run the pinned environment: nox -s check_generated / nox -s generate"
+            "install pyproject.toml's pinned 'generate' group (pip >= 25.1: "
+            "pip install --group generate), or run it: nox -s check_generated / nox -s generate"
         )
 
 
@@ -196,7 +210,7 @@ def _unasync(root: Path, tmp: Path, trees: Trees, sources: dict[str, str]) -> di
         unasync: Any = importlib.import_module("unasync")  # untyped; imports setuptools
     except ImportError as exc:
         raise GenerateError(
-            f"cannot import unasync ({exc}): pip install unasync==0.6.0 setuptools"
+            f"cannot import unasync ({exc}): pip install --group generate"
         ) from None
     for source in sources.values():
         (tmp / source).parent.mkdir(parents=True, exist_ok=True)

@@ -72,13 +72,25 @@ def __getattr__(name: str) -> Any:
     try:
         from . import _async
     except ImportError as exc:
-        raise ImportError(
-            f"sessionscope.{name} needs SQLAlchemy's asyncio support (greenlet): "
-            f'pip install "sessionscope[asyncio]" ({exc})'
-        ) from exc
-    value = getattr(_async, name)
+        # A stand-in that fails on use, not on import: ``from sessionscope import *``
+        # and sync-only code keep working without greenlet (httpcore does the same).
+        value: Any = _unavailable(name, exc)
+    else:
+        value = getattr(_async, name)
     globals()[name] = value
     return value
+
+
+def _unavailable(name: str, cause: ImportError) -> type:
+    message = (
+        f"sessionscope.{name} needs SQLAlchemy's asyncio support (greenlet): "
+        f'pip install "sessionscope[asyncio]" ({cause})'
+    )
+
+    def __new__(cls: type, *args: object, **kwargs: object) -> Any:
+        raise ImportError(message) from cause
+
+    return type(name, (), {"__new__": __new__, "__doc__": message, "__module__": __name__})
 
 
 def __dir__() -> list[str]:

@@ -1,4 +1,5 @@
-"""The async flavour, hand-written. ``_sync`` is generated from it: edit only here."""
+"""One flavour of the library: the managers, scopes and decorators of ``_async``
+(written by hand) and of ``_sync`` (generated from it by tools/generate_sync.py)."""
 
 from .default import async_session_scope, async_with_session
 from .manager import AsyncSessionManager

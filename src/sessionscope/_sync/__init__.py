@@ -1,7 +1,8 @@
 # Generated from src/sessionscope/_async/__init__.py
 # by tools/generate_sync.py: do not edit.
 # Edit the file under _async/ and run: python tools/generate_sync.py
-"""The async flavour, hand-written. ``_sync`` is generated from it: edit only here."""
+"""One flavour of the library: the managers, scopes and decorators of ``_async``
+(written by hand) and of ``_sync`` (generated from it by tools/generate_sync.py)."""
 
 from .default import session_scope, with_session
 from .manager import SessionManager

@@ -56,8 +56,8 @@ class SessionScope(Frame):
     commits (``auto_commit``) and then runs the ``on_commit`` callbacks; when an
     exception leaves it, it rolls back, runs the ``on_rollback`` callbacks and
     lets the exception go on (``sessionscope.Rollback`` excepted: it is
-    swallowed). Either way it closes the session, shielded from cancellation,
-    so the connection always returns to the pool.
+    swallowed). Either way it closes the session (in the async flavour, shielded
+    from cancellation), so the connection always returns to the pool.
 
     A scope opened while another scope of the same manager is active in the
     same task or thread follows its ``propagation``:
@@ -495,7 +495,7 @@ class SessionScope(Frame):
             run_shielded(self._close, session, level.transaction_id)
             if isinstance(error, Exception):
                 raise _outcome_unknown(error) from error
-            raise  # a cancellation reaches the caller unchanged
+            raise  # a BaseException (cancellation, KeyboardInterrupt) goes on unchanged
         if manager.logs_debug:
             manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
         try:
