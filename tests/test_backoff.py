@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessionscope.backoff import backoff_delay
+from sessionscope._backoff import backoff_delay
 
 
 def test_without_jitter_the_delay_doubles_up_to_the_cap() -> None:

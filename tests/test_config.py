@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sessionscope import ConfigurationError, SessionConfig, is_transient
-from sessionscope.options import resolve_retry_options, resolve_scope_options
+from sessionscope._options import resolve_retry_options, resolve_scope_options
 
 
 def test_defaults_are_the_original_designs() -> None:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from sessionscope.transient import is_connection_error, transient_reason
+from sessionscope._transient import is_connection_error, transient_reason
 
 
 def _wrapped(driver_error: BaseException) -> OperationalError:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._current import current_session, on_commit, on_rollback
+from ._defaults import set_default_manager
 from ._sync import SessionManager, SessionScope, session_scope, with_session
+from ._transient import is_transient
 from .config import SessionConfig
-from .context import current_session, on_commit, on_rollback, set_default_manager
 from .errors import (
     CommitOutcomeUnknownError,
     ConcurrentSessionUseError,
@@ -23,7 +25,6 @@ from .errors import (
     TransactionRolledBackError,
 )
 from .monitor import SessionMonitor
-from .transient import is_transient
 
 if TYPE_CHECKING:
     from ._async import (

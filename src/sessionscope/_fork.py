@@ -19,7 +19,7 @@ import os
 import weakref
 from typing import Any, Protocol
 
-from .context import innermost, mark_frames_forked
+from ._frames import innermost, mark_frames_forked
 
 __all__ = ["forget_parent_connections", "watch"]
 

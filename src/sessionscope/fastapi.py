@@ -77,7 +77,7 @@ def request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator[
     work (connecting, COMMIT) still runs in worker threads, on limiters of
     its own (see the module's docstring).
     """
-    manager.resolve_options(options)  # bad options fail here, at import time
+    manager._resolve_options(options)  # bad options fail here, at import time
     if manager.is_async:
 
         async def async_request_session() -> AsyncIterator[Any]:

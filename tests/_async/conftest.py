@@ -14,7 +14,7 @@ import pytest
 from sessionscope import SessionConfig
 from sessionscope._async import AsyncSessionManager
 from sessionscope._async_compat import IS_ASYNC
-from sessionscope.context import reset_default_managers
+from sessionscope._defaults import reset_default_managers
 from tests.support import Database
 
 BACKENDS = ("sqlite", "psycopg", "asyncpg") if IS_ASYNC else ("sqlite", "psycopg")

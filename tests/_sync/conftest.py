@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from sessionscope import SessionConfig
+from sessionscope._defaults import reset_default_managers
 from sessionscope._sync import SessionManager
 from sessionscope._sync_compat import IS_ASYNC
-from sessionscope.context import reset_default_managers
 from tests.support import Database
 
 BACKENDS = ("sqlite", "psycopg", "asyncpg") if IS_ASYNC else ("sqlite", "psycopg")

@@ -14,9 +14,9 @@ from .._async_compat import (
     call_maybe_async,
     is_flavour_function,
 )
-from ..config import SessionConfig
-from ..context import get_default_manager, scope_of
-from ..options import (
+from .._defaults import get_default_manager
+from .._frames import scope_of
+from .._options import (
     SCOPE_OPTION_NAMES,
     SESSION_OPTION_NAMES,
     RetryOptions,
@@ -24,7 +24,8 @@ from ..options import (
     resolve_retry_options,
     resolve_scope_options,
 )
-from ..transient import retry_reason
+from .._transient import retry_reason
+from ..config import SessionConfig
 from .retrying import wait_before_retry
 from .scope import AsyncSessionScope
 
@@ -95,7 +96,7 @@ def session_function(
 
     def settings_for(current: AsyncSessionManager) -> tuple[ScopeOptions, RetryOptions]:
         return (
-            current.resolve_options(scope_names, "with_session()", connect_retries=0),
+            current._resolve_options(scope_names, "with_session()", connect_retries=0),
             resolve_retry_options(current.config, explicit),
         )
 

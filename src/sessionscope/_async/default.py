@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from .._async_compat import IS_ASYNC, AsyncSession, Outcome
-from ..context import get_default_manager
-from ..options import ScopeKwargs, SessionKwargs
+from .._defaults import get_default_manager
+from .._options import ScopeKwargs, SessionKwargs
 from .decorator import AsyncSessionDecorator, session_function
 from .scope import AsyncSessionScope
 

@@ -26,11 +26,7 @@ from .._async_compat import (
     sync_engine_of,
 )
 from .._begin import begin_listener
-from .._sqlite import restore_query_only
-from ..config import SessionConfig
-from ..errors import ConfigurationError
-from ..monitor import SessionMonitor
-from ..options import (
+from .._options import (
     ISOLATION_LEVELS,
     ScopeKwargs,
     ScopeOptions,
@@ -39,6 +35,10 @@ from ..options import (
     resolve_retry_options,
     resolve_scope_options,
 )
+from .._sqlite import restore_query_only
+from ..config import SessionConfig
+from ..errors import ConfigurationError
+from ..monitor import SessionMonitor
 from .decorator import AsyncSessionDecorator, session_function
 from .scope import AsyncSessionScope
 from .session import AsyncScopedSession, session_class
@@ -94,31 +94,31 @@ class AsyncSessionManager:
         if listener is not None:
             listen_after_begin(maker, listener)
         # Where read-only needs something done as each transaction begins, the listener does it.
-        self.read_only_supported = listener is not None
+        self._read_only_supported = listener is not None
         self._read_only_prepared = False  # see resolve_options()
         # A pool that hands every session the same connection: scopes take turns.
-        self.turns: Turns | None = None
+        self._turns: Turns | None = None
         if _shares_one_connection(sync_engine):
-            self.turns = Turns(_pool_timeout(sync_engine))
+            self._turns = Turns(_pool_timeout(sync_engine))
         # Engines that set an isolation level on the connections they check out, by level.
         self._isolated_binds: dict[str, AsyncEngine] = {}
-        self.monitoring = config.enable_monitoring
-        self.slow_transaction_seconds = config.slow_transaction_seconds
+        self._monitoring = config.enable_monitoring
+        self._slow_transaction_seconds = config.slow_transaction_seconds
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
         self._log_level = config.log_level_number
         # Whether the DEBUG records of every scope are wanted: checked before building them.
-        self.logs_debug = self._log_level <= logging.DEBUG
+        self._logs_debug = self._log_level <= logging.DEBUG
         # Numbers for the transactions of this manager, in log records and events.
-        self.transaction_ids = itertools.count(1)
+        self._transaction_ids = itertools.count(1)
         self._default_options = defaults_from(config)
         # How a with-block retries getting its connection (it cannot re-run its body).
-        self.connect_retry = resolve_retry_options(config, {})
+        self._connect_retry = resolve_retry_options(config, {})
         _fork.watch(self)
 
     def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.name)
 
-    def log(
+    def _log(
         self,
         level: int,
         message: str,
@@ -146,9 +146,9 @@ class AsyncSessionManager:
         """A transactional scope; its class's docstring explains the nesting rules."""
         if not options:
             return AsyncSessionScope(self, self._default_options)
-        return AsyncSessionScope(self, self.resolve_options(options))
+        return AsyncSessionScope(self, self._resolve_options(options))
 
-    def resolve_options(
+    def _resolve_options(
         self,
         options: Mapping[str, Any],
         where: str = "session_scope()",
@@ -165,7 +165,7 @@ class AsyncSessionManager:
                 "isolation_level=%r is not available on %s; choose one of: %s"
                 % (resolved.isolation_level, dialect, ", ".join(levels))
             )
-        if resolved.read_only and not self.read_only_supported:
+        if resolved.read_only and not self._read_only_supported:
             raise ConfigurationError(
                 "read_only=True is supported on PostgreSQL and SQLite, not on %r"
                 % self.engine.dialect.name
@@ -176,7 +176,7 @@ class AsyncSessionManager:
             self._read_only_prepared = True
         return resolved
 
-    def isolated_session(self, isolation_level: str) -> AsyncScopedSession:
+    def _isolated_session(self, isolation_level: str) -> AsyncScopedSession:
         """A new session whose every transaction runs at ``isolation_level``: bound to
         an engine that sets it on each connection it checks out (and SQLAlchemy
         resets it as the connection goes back to the pool)."""
@@ -190,9 +190,9 @@ class AsyncSessionManager:
     def _after_fork(self) -> None:
         """In a forked child: the pool's connections are the parent's (see _fork.py)."""
         sync_engine_of(self.engine).dispose(close=False)
-        if self.turns is not None:
+        if self._turns is not None:
             # It may have been taken when the parent forked.
-            self.turns = Turns(_pool_timeout(sync_engine_of(self.engine)))
+            self._turns = Turns(_pool_timeout(sync_engine_of(self.engine)))
 
     @overload
     def with_session(

@@ -6,8 +6,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from .._async_compat import sleep
-from ..backoff import backoff_delay
-from ..options import RetryOptions
+from .._backoff import backoff_delay
+from .._options import RetryOptions
 
 if TYPE_CHECKING:
     from .manager import AsyncSessionManager
@@ -24,9 +24,9 @@ async def wait_before_retry(
 ) -> None:
     """Back off before retry number ``attempt`` (the failed session is already closed)."""
     delay = backoff_delay(attempt, retry.delay, retry.max_delay, retry.jitter)
-    if manager.monitoring:
+    if manager._monitoring:
         manager.monitor.retried(reason, attempt, error)
-    manager.log(
+    manager._log(
         logging.WARNING,
         "retry %d of %d in %.3f s after %s: %r",
         attempt,

@@ -10,16 +10,9 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
-from .._sync_compat import (
-    IS_ASYNC,
-    Outcome,
-    Session,
-    call_maybe_async,
-    is_flavour_function,
-)
-from ..config import SessionConfig
-from ..context import get_default_manager, scope_of
-from ..options import (
+from .._defaults import get_default_manager
+from .._frames import scope_of
+from .._options import (
     SCOPE_OPTION_NAMES,
     SESSION_OPTION_NAMES,
     RetryOptions,
@@ -27,7 +20,15 @@ from ..options import (
     resolve_retry_options,
     resolve_scope_options,
 )
-from ..transient import retry_reason
+from .._sync_compat import (
+    IS_ASYNC,
+    Outcome,
+    Session,
+    call_maybe_async,
+    is_flavour_function,
+)
+from .._transient import retry_reason
+from ..config import SessionConfig
 from .retrying import wait_before_retry
 from .scope import SessionScope
 
@@ -98,7 +99,7 @@ def session_function(
 
     def settings_for(current: SessionManager) -> tuple[ScopeOptions, RetryOptions]:
         return (
-            current.resolve_options(scope_names, "with_session()", connect_retries=0),
+            current._resolve_options(scope_names, "with_session()", connect_retries=0),
             resolve_retry_options(current.config, explicit),
         )
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
+from .._defaults import get_default_manager
+from .._options import ScopeKwargs, SessionKwargs
 from .._sync_compat import IS_ASYNC, Outcome, Session
-from ..context import get_default_manager
-from ..options import ScopeKwargs, SessionKwargs
 from .decorator import SyncSessionDecorator, session_function
 from .scope import SessionScope
 

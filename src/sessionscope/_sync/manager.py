@@ -17,6 +17,15 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from .. import _fork
 from .._begin import begin_listener
+from .._options import (
+    ISOLATION_LEVELS,
+    ScopeKwargs,
+    ScopeOptions,
+    SessionKwargs,
+    defaults_from,
+    resolve_retry_options,
+    resolve_scope_options,
+)
 from .._sqlite import restore_query_only
 from .._sync_compat import (
     IS_ASYNC,
@@ -33,15 +42,6 @@ from .._sync_compat import (
 from ..config import SessionConfig
 from ..errors import ConfigurationError
 from ..monitor import SessionMonitor
-from ..options import (
-    ISOLATION_LEVELS,
-    ScopeKwargs,
-    ScopeOptions,
-    SessionKwargs,
-    defaults_from,
-    resolve_retry_options,
-    resolve_scope_options,
-)
 from .decorator import SyncSessionDecorator, session_function
 from .scope import SessionScope
 from .session import ScopedSession, session_class
@@ -97,31 +97,31 @@ class SessionManager:
         if listener is not None:
             listen_after_begin(maker, listener)
         # Where read-only needs something done as each transaction begins, the listener does it.
-        self.read_only_supported = listener is not None
+        self._read_only_supported = listener is not None
         self._read_only_prepared = False  # see resolve_options()
         # A pool that hands every session the same connection: scopes take turns.
-        self.turns: Turns | None = None
+        self._turns: Turns | None = None
         if _shares_one_connection(sync_engine):
-            self.turns = Turns(_pool_timeout(sync_engine))
+            self._turns = Turns(_pool_timeout(sync_engine))
         # Engines that set an isolation level on the connections they check out, by level.
         self._isolated_binds: dict[str, Engine] = {}
-        self.monitoring = config.enable_monitoring
-        self.slow_transaction_seconds = config.slow_transaction_seconds
+        self._monitoring = config.enable_monitoring
+        self._slow_transaction_seconds = config.slow_transaction_seconds
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
         self._log_level = config.log_level_number
         # Whether the DEBUG records of every scope are wanted: checked before building them.
-        self.logs_debug = self._log_level <= logging.DEBUG
+        self._logs_debug = self._log_level <= logging.DEBUG
         # Numbers for the transactions of this manager, in log records and events.
-        self.transaction_ids = itertools.count(1)
+        self._transaction_ids = itertools.count(1)
         self._default_options = defaults_from(config)
         # How a with-block retries getting its connection (it cannot re-run its body).
-        self.connect_retry = resolve_retry_options(config, {})
+        self._connect_retry = resolve_retry_options(config, {})
         _fork.watch(self)
 
     def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.name)
 
-    def log(
+    def _log(
         self,
         level: int,
         message: str,
@@ -149,9 +149,9 @@ class SessionManager:
         """A transactional scope; its class's docstring explains the nesting rules."""
         if not options:
             return SessionScope(self, self._default_options)
-        return SessionScope(self, self.resolve_options(options))
+        return SessionScope(self, self._resolve_options(options))
 
-    def resolve_options(
+    def _resolve_options(
         self,
         options: Mapping[str, Any],
         where: str = "session_scope()",
@@ -168,7 +168,7 @@ class SessionManager:
                 "isolation_level=%r is not available on %s; choose one of: %s"
                 % (resolved.isolation_level, dialect, ", ".join(levels))
             )
-        if resolved.read_only and not self.read_only_supported:
+        if resolved.read_only and not self._read_only_supported:
             raise ConfigurationError(
                 "read_only=True is supported on PostgreSQL and SQLite, not on %r"
                 % self.engine.dialect.name
@@ -179,7 +179,7 @@ class SessionManager:
             self._read_only_prepared = True
         return resolved
 
-    def isolated_session(self, isolation_level: str) -> ScopedSession:
+    def _isolated_session(self, isolation_level: str) -> ScopedSession:
         """A new session whose every transaction runs at ``isolation_level``: bound to
         an engine that sets it on each connection it checks out (and SQLAlchemy
         resets it as the connection goes back to the pool)."""
@@ -193,9 +193,9 @@ class SessionManager:
     def _after_fork(self) -> None:
         """In a forked child: the pool's connections are the parent's (see _fork.py)."""
         sync_engine_of(self.engine).dispose(close=False)
-        if self.turns is not None:
+        if self._turns is not None:
             # It may have been taken when the parent forked.
-            self.turns = Turns(_pool_timeout(sync_engine_of(self.engine)))
+            self._turns = Turns(_pool_timeout(sync_engine_of(self.engine)))
 
     @overload
     def with_session(

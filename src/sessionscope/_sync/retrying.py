@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from .._backoff import backoff_delay
+from .._options import RetryOptions
 from .._sync_compat import sleep
-from ..backoff import backoff_delay
-from ..options import RetryOptions
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -27,9 +27,9 @@ def wait_before_retry(
 ) -> None:
     """Back off before retry number ``attempt`` (the failed session is already closed)."""
     delay = backoff_delay(attempt, retry.delay, retry.max_delay, retry.jitter)
-    if manager.monitoring:
+    if manager._monitoring:
         manager.monitor.retried(reason, attempt, error)
-    manager.log(
+    manager._log(
         logging.WARNING,
         "retry %d of %d in %.3f s after %s: %r",
         attempt,

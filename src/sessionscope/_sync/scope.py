@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IllegalStateChangeError
 
+from .._call_site import call_site
+from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
+from .._options import ScopeOptions, check_joinable
 from .._sync_compat import (
     IS_ASYNC,
     Outcome,
@@ -26,7 +29,7 @@ from .._sync_compat import (
     run_shielded,
     sleep,
 )
-from ..context import ENDED, FORKED, Frame, Level, call_site, find_frame, innermost
+from .._transient import commit_may_have_landed, transient_reason
 from ..errors import (
     CommitOutcomeUnknownError,
     ConfigurationError,
@@ -36,8 +39,6 @@ from ..errors import (
     TransactionOwnershipError,
     TransactionRolledBackError,
 )
-from ..options import ScopeOptions, check_joinable
-from ..transient import commit_may_have_landed, transient_reason
 from .retrying import wait_before_retry
 from .session import ScopedSession
 
@@ -177,7 +178,7 @@ class SessionScope(Frame):
                 % manager.name
             )
         else:
-            if parent is not None and manager.turns is not None:
+            if parent is not None and manager._turns is not None:
                 raise ConfigurationError(
                     "propagation='requires_new' needs a connection of its own, and every "
                     "session of %s gets the same one (an in-memory SQLite database): use a "
@@ -202,8 +203,8 @@ class SessionScope(Frame):
             if options.isolation_level is None:
                 session = manager.sessionmaker()
             else:
-                session = manager.isolated_session(options.isolation_level)
-            transaction_id = next(manager.transaction_ids)
+                session = manager._isolated_session(options.isolation_level)
+            transaction_id = next(manager._transaction_ids)
             self.level = Level(
                 None,
                 is_async=IS_ASYNC,
@@ -213,11 +214,11 @@ class SessionScope(Frame):
             )
             # Before the connection: its transaction begins with this scope's options.
             session._sessionscope_scope = self
-            if manager.logs_debug:
-                manager.log(logging.DEBUG, "session opened", transaction_id=transaction_id)
-            if manager.monitoring:
+            if manager._logs_debug:
+                manager._log(logging.DEBUG, "session opened", transaction_id=transaction_id)
+            if manager._monitoring:
                 self._started = perf_counter()
-            turns = manager.turns
+            turns = manager._turns
             if turns is not None:  # given back when the session is closed
                 if not turns.take():
                     raise turns.timed_out()
@@ -232,12 +233,12 @@ class SessionScope(Frame):
                 if reason != "connection" or attempt >= options.connect_retries:
                     raise
                 attempt += 1
-                wait_before_retry(manager, attempt, reason, error, manager.connect_retry)
+                wait_before_retry(manager, attempt, reason, error, manager._connect_retry)
                 continue
             except BaseException as error:
                 self._discard(session, error)
                 raise
-            if manager.monitoring:
+            if manager._monitoring:
                 wait = perf_counter() - self._started
                 if manager.monitor.listening:
                     manager.monitor.connected(wait, transaction_id)
@@ -261,7 +262,7 @@ class SessionScope(Frame):
                 isolation_level=level.isolation_level,
                 transaction_id=level.transaction_id,
             )
-            if self.manager.monitoring:
+            if self.manager._monitoring:
                 self.manager.monitor.savepoint("opened", level.transaction_id)
         else:
             self._kind = _JOINED
@@ -273,7 +274,7 @@ class SessionScope(Frame):
     def _discard(self, session: ScopedSession, error: BaseException) -> None:
         """Close a session that never got its connection (nor was counted as opened)."""
         session._sessionscope_scope = None
-        if self.manager.monitoring:
+        if self.manager._monitoring:
             self.manager.monitor.connect_failed(error, self.level.transaction_id)
         run_shielded(self._close, session, self.level.transaction_id)
 
@@ -392,7 +393,7 @@ class SessionScope(Frame):
             # a callback opens has a transaction of its own, as at the scope's exit.
             outside = innermost.set(self.parent)
             try:
-                run_callbacks(callbacks, self.manager.log)
+                run_callbacks(callbacks, self.manager._log)
             finally:
                 innermost.reset(outside)
 
@@ -429,7 +430,7 @@ class SessionScope(Frame):
                 self._rollback_savepoint(savepoint, level, release_error)
                 raise
             level.hand_up()
-            if manager.monitoring:
+            if manager._monitoring:
                 manager.monitor.savepoint("released", level.transaction_id)
             return False
         cause = exc if exc is not None else level.rollback_cause
@@ -454,15 +455,15 @@ class SessionScope(Frame):
             level.parent.mark_rollback_only(rollback_error)
             if not isinstance(rollback_error, Exception):
                 raise
-            manager.log(
+            manager._log(
                 logging.ERROR,
                 "rollback to savepoint failed: %r",
                 rollback_error,
                 transaction_id=transaction_id,
             )
-        if manager.monitoring:
+        if manager._monitoring:
             manager.monitor.savepoint("rolled_back", transaction_id)
-        manager.log(
+        manager._log(
             logging.DEBUG, "rolled back to savepoint: %r", cause, transaction_id=transaction_id
         )
         self._run_callbacks(level.on_rollback)
@@ -490,39 +491,39 @@ class SessionScope(Frame):
                 self._rolled_back(session, level, "commit_failed", error)
                 raise
             self._count_unknown(level, error)
-            if manager.monitoring:
+            if manager._monitoring:
                 manager.monitor.session_closed(level.transaction_id)
             run_shielded(self._close, session, level.transaction_id)
             if isinstance(error, Exception):
                 raise _outcome_unknown(error) from error
             raise  # a BaseException (cancellation, KeyboardInterrupt) goes on unchanged
-        if manager.logs_debug:
-            manager.log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
+        if manager._logs_debug:
+            manager._log(logging.DEBUG, "committed", transaction_id=level.transaction_id)
         try:
             if not close_if_idle(session):
                 run_shielded(self._close, session, level.transaction_id)
-            elif manager.logs_debug:
-                manager.log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
+            elif manager._logs_debug:
+                manager._log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
         finally:
             turns = self._turns
             if turns is not None:  # _give_turn_back() inlined: every transaction's path
                 self._turns = None
                 turns.give_back()
-            if manager.monitoring:  # _ended() inlined: this is every transaction's path
+            if manager._monitoring:  # _ended() inlined: this is every transaction's path
                 duration = perf_counter() - self._started
                 manager.monitor.closed(duration, level.transaction_id)
-                if duration >= manager.slow_transaction_seconds:
+                if duration >= manager._slow_transaction_seconds:
                     self._warn_slow(duration, level.transaction_id)
         if level.on_commit:
-            run_callbacks(level.on_commit, manager.log)
+            run_callbacks(level.on_commit, manager._log)
 
     def _count_unknown(self, level: Level, error: BaseException) -> None:
         """COMMIT was in flight when the connection was lost: neither callbacks nor a
         rollback count, since nobody knows what happened."""
         manager = self.manager
-        if manager.monitoring:
+        if manager._monitoring:
             manager.monitor.commit_outcome_unknown(error, level.transaction_id)
-        manager.log(
+        manager._log(
             logging.ERROR,
             "COMMIT outcome unknown, connection lost while it was in flight: %r",
             error,
@@ -534,7 +535,7 @@ class SessionScope(Frame):
     ) -> None:
         """Roll back and close (shielded), then run the on_rollback callbacks."""
         manager = self.manager
-        manager.log(
+        manager._log(
             logging.INFO,
             "rolling back (%s): %r",
             cause,
@@ -551,19 +552,19 @@ class SessionScope(Frame):
         """Count a transaction that ended, and its session's closing (committed if
         ``cause`` is None); warn if it was slow."""
         manager = self.manager
-        if not manager.monitoring:
+        if not manager._monitoring:
             return
         # Read before anything else: what follows is not part of the transaction.
         duration = perf_counter() - self._started
         transaction_id = level.transaction_id
         manager.monitor.closed(duration, transaction_id, cause, error)
-        if duration >= manager.slow_transaction_seconds:
+        if duration >= manager._slow_transaction_seconds:
             self._warn_slow(duration, transaction_id)
 
     def _warn_slow(self, duration: float, transaction_id: int) -> None:
         manager = self.manager
         manager.monitor.slow_transaction(duration, transaction_id)
-        manager.log(
+        manager._log(
             logging.WARNING,
             "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
             duration,
@@ -595,7 +596,7 @@ class SessionScope(Frame):
                     session.invalidate()  # a connection we cannot reset must not return
             _close_when_idle(session)
         except Exception as close_error:
-            manager.log(
+            manager._log(
                 logging.ERROR,
                 "closing the session failed: %r",
                 close_error,
@@ -607,8 +608,8 @@ class SessionScope(Frame):
                 pass
         finally:
             self._give_turn_back()
-            if manager.logs_debug:
-                manager.log(logging.DEBUG, "session closed", transaction_id=transaction_id)
+            if manager._logs_debug:
+                manager._log(logging.DEBUG, "session closed", transaction_id=transaction_id)
 
 
 def _outcome_unknown(error: BaseException) -> CommitOutcomeUnknownError:

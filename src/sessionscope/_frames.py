@@ -20,31 +20,24 @@ first thread (or task) that looks for it takes it.
 
 from __future__ import annotations
 
-import inspect
-import sys
 import threading
 from asyncio import _get_running_loop, current_task
 from collections.abc import Callable
 from contextvars import ContextVar
-from types import FrameType
 from typing import Any
 
-from .errors import ConfigurationError, NoActiveSessionError
+from ._call_site import opened_at
 
 __all__ = [
     "ENDED",
-    "call_site",
     "FORKED",
     "Frame",
     "Level",
-    "current_session",
     "find_frame",
-    "get_default_manager",
+    "innermost",
     "mark_frames_forked",
     "scope_of",
-    "on_commit",
-    "on_rollback",
-    "set_default_manager",
+    "usable_frame",
 ]
 
 Callback = Callable[[], Any]
@@ -140,39 +133,9 @@ class Frame:
     owner: object
 
     def opened_at(self) -> str:
-        """Where this active scope was entered (``function at file:line``), looked up on
-        the stack of the code running inside it: nothing is recorded on entry, which
-        every scope would pay for. The line is the one that function is running now."""
-        session = self.session
-        found = None
-        frame: FrameType | None = sys._getframe(1)
-        while frame is not None:
-            # The outermost frame holding the session: scopes inside it hold it too.
-            if any(value is session for value in frame.f_locals.values()):
-                found = frame
-            frame = frame.f_back
-        if found is None:
-            return "a place no longer on the stack"
-        return _describe(_outside_sessionscope(found))
-
-
-def call_site() -> str:
-    """Where the user's code is: the first frame outside sessionscope. While a
-    with-block exits, Python reports the line of its ``with`` statement, so
-    called from a scope's exit this is where the scope was opened."""
-    return _describe(_outside_sessionscope(sys._getframe(1)))
-
-
-def _outside_sessionscope(frame: FrameType) -> FrameType:
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-        "sessionscope."
-    ):
-        frame = frame.f_back
-    return frame
-
-
-def _describe(frame: FrameType) -> str:
-    return f"{frame.f_code.co_name} at {frame.f_code.co_filename}:{frame.f_lineno}"
+        """Where this active scope was entered (``function at file:line``), looked up
+        on the stack only when an error needs it: recording it would cost every scope."""
+        return opened_at(self.session)
 
 
 innermost: ContextVar[Frame | None] = ContextVar("sessionscope_innermost", default=None)
@@ -212,7 +175,7 @@ def find_frame(manager: object, owner: object, also: object = None) -> Frame | N
     return None
 
 
-def _usable_frame() -> Frame | None:
+def usable_frame() -> Frame | None:
     """The innermost frame of either flavour this code may use: an async scope of its
     task, or a sync scope of its thread."""
     return find_frame(None, threading.get_ident(), _running_task())
@@ -236,96 +199,3 @@ def mark_frames_forked() -> list[Any]:
             sessions.append(frame.session)
         frame = frame.parent
     return sessions
-
-
-def current_session() -> Any:
-    """The session of the innermost active scope in this task or thread.
-
-    Raises :class:`NoActiveSessionError` when no scope is active.
-    """
-    frame = _usable_frame()
-    if frame is None:
-        raise NoActiveSessionError("current_session() was called outside of any session scope")
-    return frame.session
-
-
-def _register(kind: str, callback: Callback) -> Level:
-    if not callable(callback):
-        raise TypeError(f"{kind}() takes a callable, got {callback!r}")
-    frame = _usable_frame()
-    if frame is None:
-        raise NoActiveSessionError(f"{kind}() needs an active session scope in this task or thread")
-    level = frame.level
-    if not level.is_async and (
-        inspect.iscoroutinefunction(callback)
-        or inspect.iscoroutinefunction(
-            getattr(callback, "__call__", None)  # noqa: B004 - a callable object's coroutine method
-        )
-    ):
-        raise TypeError(
-            f"{kind}() got the coroutine function {callback!r} in a sync scope, "
-            "where nothing could await it; pass a plain function"
-        )
-    return level
-
-
-def on_commit(callback: Callback) -> None:
-    """Run ``callback()`` once, after the outermost transaction commits.
-
-    It is dropped if the transaction, or the savepoint it was registered in,
-    rolls back. In an async scope it may be a coroutine function; it is awaited.
-    A failing callback is logged; it does not undo the commit.
-    """
-    level = _register("on_commit", callback)
-    if level.on_commit is None:
-        level.on_commit = [callback]
-    else:
-        level.on_commit.append(callback)
-
-
-def on_rollback(callback: Callback) -> None:
-    """Run ``callback()`` once, when the savepoint or transaction it belongs to rolls back."""
-    level = _register("on_rollback", callback)
-    if level.on_rollback is None:
-        level.on_rollback = [callback]
-    else:
-        level.on_rollback.append(callback)
-
-
-# The default managers, by flavour: [sync, async].
-_defaults: list[Any] = [None, None]
-
-
-def set_default_manager(manager: Any) -> None:
-    """Make ``manager`` the default of its flavour for the module-level functions.
-
-    An ``AsyncSessionManager`` serves ``async_session_scope``/``async_with_session``;
-    a ``SessionManager`` serves ``session_scope``/``with_session``.
-    """
-    is_async = getattr(manager, "is_async", None)
-    if not isinstance(is_async, bool):
-        raise ConfigurationError(
-            "set_default_manager() takes a SessionManager or an AsyncSessionManager, "
-            f"got {manager!r}"
-        )
-    _defaults[is_async] = manager
-
-
-def get_default_manager(is_async: bool) -> Any:
-    manager = _defaults[is_async]
-    if manager is None:
-        kind, functions = (
-            ("AsyncSessionManager", "async_session_scope()/async_with_session")
-            if is_async
-            else ("SessionManager", "session_scope()/with_session")
-        )
-        raise ConfigurationError(
-            f"no default {kind}: call sessionscope.set_default_manager({kind}(url)) "
-            f"before using {functions}"
-        )
-    return manager
-
-
-def reset_default_managers() -> None:
-    """Forget both default managers (for tests and application shutdown)."""
-    _defaults[0] = _defaults[1] = None
