@@ -11,11 +11,12 @@ import asyncio
 import importlib
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import IllegalStateChangeError, MissingGreenlet
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -49,7 +50,7 @@ __all__ = [
     "create_async_engine",
     "current_owner",
     "is_flavour_function",
-    "listen_after_begin",
+    "listen_session_events",
     "other_flavour",
     "run_callbacks",
     "run_shielded",
@@ -146,15 +147,18 @@ def guarded_session_class(cls: type[AsyncSession]) -> type[AsyncSession]:
     return guarded
 
 
-def listen_after_begin(maker: async_sessionmaker[Any], listener: Callable[..., Any]) -> None:
-    """Call ``listener`` from the ``after_begin`` event of the sessions ``maker`` makes,
-    and of no others: their sync sessions get a class of their own."""
+def listen_session_events(
+    maker: async_sessionmaker[Any], listeners: Mapping[str, Callable[..., Any]]
+) -> None:
+    """Listen to SQLAlchemy's session events (by name) on the sessions ``maker``
+    makes, and on no others: their sync sessions get a class of their own."""
     base = maker.kw.get("sync_session_class") or maker.class_.sync_session_class
-    # The sync session is where after_begin listeners find the scope: see ScopeHolder.
+    # The sync session is where the listeners find the scope: see ScopeHolder.
     namespace = {"__module__": base.__module__, "_sessionscope_scope": None}
     own = type(base.__name__, (base,), namespace)
     maker.configure(sync_session_class=own)
-    event.listen(own, "after_begin", listener)
+    for name, listener in listeners.items():
+        event.listen(own, name, listener)
 
 
 class ScopeHolder:
@@ -178,20 +182,34 @@ class Turns:
     """One outermost scope at a time, for a pool whose every session gets the same
     connection (in-memory SQLite): their transactions would interleave on it.
 
-    ``await take()`` always gets the turn in this flavour: a task never waits for a
-    turn it holds itself (``requires_new`` is refused first), and ``asyncio.timeout()``
-    bounds any wait. Both ends are the lock's own methods.
+    ``await take()`` returns False when it waited ``timeout`` (the pool's) in vain:
+    raise ``timed_out()`` then. A free turn is taken without a timer.
     """
 
-    __slots__ = ("give_back", "take")
+    __slots__ = ("_lock", "give_back", "timeout")
 
     def __init__(self, timeout: float) -> None:
-        lock = asyncio.Lock()
-        self.take: Callable[[], Coroutine[Any, Any, bool]] = lock.acquire
-        self.give_back: Callable[[], None] = lock.release
+        self._lock = asyncio.Lock()
+        self.timeout = timeout
+        self.give_back: Callable[[], None] = self._lock.release
+
+    async def take(self) -> bool:
+        lock = self._lock
+        if not lock.locked():
+            return await lock.acquire()
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await lock.acquire()
+        except TimeoutError:
+            return False
 
     def timed_out(self) -> Exception:
-        raise AssertionError("an asyncio.Lock never gives up")  # pragma: no cover
+        return PoolTimeoutError(
+            f"waited {self.timeout} s for the only connection of an in-memory SQLite "
+            "database: another scope of the manager holds it (maybe the scope this task "
+            "was started in, which keeps it until it exits: pass its session to the task "
+            "instead, or use a database file)"
+        )
 
 
 def has_pending_changes(session: AsyncSession) -> bool:

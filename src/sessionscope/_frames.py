@@ -36,6 +36,7 @@ __all__ = [
     "find_frame",
     "innermost",
     "mark_frames_forked",
+    "owner_here",
     "scope_of",
     "usable_frame",
 ]
@@ -141,8 +142,11 @@ class Frame:
 innermost: ContextVar[Frame | None] = ContextVar("sessionscope_innermost", default=None)
 
 
-def _running_task() -> object:
-    return current_task() if _get_running_loop() is not None else None
+def owner_here() -> object:
+    """Who may own a frame here: the running asyncio task, else the thread. (An
+    async scope's owner is always its task; a sync scope's is its thread, or the
+    task it was opened in, as tasks interleave in one thread at every await.)"""
+    return (_get_running_loop() is not None and current_task()) or threading.get_ident()
 
 
 _taking = threading.Lock()
@@ -157,28 +161,25 @@ def _may_use(frame: Frame, owner: object) -> bool:
     return frame.owner == owner
 
 
-def find_frame(manager: object, owner: object, also: object = None) -> Frame | None:
+def find_frame(manager: object, owner: object) -> Frame | None:
     """The innermost active frame (of ``manager``, or of any manager if None) that
-    ``owner`` (or ``also``, if given) may join."""
+    ``owner`` may join."""
     frame = innermost.get()
     while frame is not None:
         if frame.owner in _GONE:
             pass  # ended (or the parent process's): what is below it may still be ours
-        elif frame.owner == owner or (also is not None and frame.owner == also):
+        elif frame.owner == owner or _may_use(frame, owner):
             if manager is None or frame.manager is manager:
                 return frame
-        elif not _may_use(frame, owner):
+        else:
             return None  # inherited from another task or thread: so is everything below it
-        elif manager is None or frame.manager is manager:
-            return frame
         frame = frame.parent
     return None
 
 
 def usable_frame() -> Frame | None:
-    """The innermost frame of either flavour this code may use: an async scope of its
-    task, or a sync scope of its thread."""
-    return find_frame(None, threading.get_ident(), _running_task())
+    """The innermost frame of either flavour that the code running here may use."""
+    return find_frame(None, owner_here())
 
 
 def scope_of(session: object) -> Frame | None:

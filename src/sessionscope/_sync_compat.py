@@ -12,13 +12,15 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import IllegalStateChangeError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+from ._frames import owner_here
 
 __all__ = [
     "IS_ASYNC",
@@ -36,7 +38,7 @@ __all__ = [
     "create_engine",
     "current_owner",
     "is_flavour_function",
-    "listen_after_begin",
+    "listen_session_events",
     "other_flavour",
     "run_callbacks",
     "run_shielded",
@@ -59,10 +61,13 @@ def guarded_session_class(cls: type[Session]) -> type[Session]:
     return cls
 
 
-def listen_after_begin(maker: sessionmaker[Any], listener: Callable[..., Any]) -> None:
-    """Call ``listener`` from the ``after_begin`` event of the sessions ``maker`` makes:
-    a sessionmaker gives its sessions a class of their own, so no others."""
-    event.listen(maker, "after_begin", listener)
+def listen_session_events(
+    maker: sessionmaker[Any], listeners: Mapping[str, Callable[..., Any]]
+) -> None:
+    """Listen to SQLAlchemy's session events (by name) on the sessions ``maker``
+    makes: a sessionmaker gives its sessions a class of their own, so no others."""
+    for name, listener in listeners.items():
+        event.listen(maker, name, listener)
 
 
 class ScopeHolder:
@@ -80,11 +85,11 @@ class Turns:
     ``timed_out()`` then. Both ends are the lock's own methods: no Python-level call.
     """
 
-    __slots__ = ("_timeout", "give_back", "take")
+    __slots__ = ("give_back", "take", "timeout")
 
     def __init__(self, timeout: float) -> None:
         lock = threading.Lock()
-        self._timeout = timeout
+        self.timeout = timeout
         self.take: Callable[[], bool] = functools.partial(lock.acquire, True, timeout)
         self.give_back: Callable[[], None] = lock.release
 
@@ -93,7 +98,7 @@ class Turns:
         # a turn the waiting thread itself holds (sync scopes of asyncio tasks
         # interleaving in one thread).
         return PoolTimeoutError(
-            f"waited {self._timeout} s for the only connection of an in-memory SQLite "
+            f"waited {self.timeout} s for the only connection of an in-memory SQLite "
             "database: another scope of the manager holds it (maybe in this very "
             "thread, in another asyncio task: use the AsyncSessionManager there)"
         )
@@ -119,9 +124,8 @@ def close_if_idle(session: Session) -> bool:
     return True
 
 
-# The thread that opens a scope: scopes of other threads are invisible to it. (A
-# C function: every scope calls it.)
-current_owner: Callable[[], object] = threading.get_ident
+# Who opens a scope: the running asyncio task, else the thread (see _frames.py).
+current_owner = owner_here
 
 
 def sync_engine_of(engine: Engine) -> Engine:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sessionscope import (
     ConfigurationError,
@@ -98,6 +99,55 @@ async def test_a_nested_scope_cannot_commit_the_transaction(
         assert database.count() == 0  # the savepoint was rolled back, nothing committed
         outer.add(User(name="cid"))
     assert database.names() == ["ada", "cid"]
+
+
+@pytest.mark.parametrize("propagation", ["required", "nested"])
+async def test_the_body_cannot_commit_around_the_session(
+    manager: AsyncSessionManager, database: Database, propagation: str
+) -> None:
+    # SQLAlchemy's other way to commit: the transaction object itself.
+    with pytest.raises(TransactionOwnershipError):
+        async with manager.session_scope() as outer:
+            outer.add(User(name="ada"))
+            async with manager.session_scope(propagation=propagation) as inner:  # type: ignore[call-overload]
+                transaction = inner.get_transaction()
+                assert transaction is not None
+                await transaction.commit()
+    assert database.names() == []
+
+
+async def test_a_joined_scope_cannot_commit_with_session_begin(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    # After the owner's own commit no transaction is open, and session.begin() would
+    # open one that its block commits: in a joined helper, that is refused too.
+    @manager.with_session
+    async def helper(session: AsyncSession) -> None:
+        async with session.begin():
+            session.add(User(name="helper"))
+
+    with pytest.raises(TransactionOwnershipError):
+        async with manager.session_scope() as session:
+            session.add(User(name="step 1"))
+            await session.commit()
+            await helper()
+    assert database.names() == ["step 1"]
+
+
+async def test_a_rollback_around_the_session_fails_its_owner(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    # Nothing can undo it: the owner must not then commit as if all were well.
+    with pytest.raises(TransactionRolledBackError) as raised:
+        async with manager.session_scope() as outer:
+            outer.add(User(name="ada"))
+            async with manager.session_scope() as joined:
+                transaction = joined.get_transaction()
+                assert transaction is not None
+                await transaction.rollback()
+            outer.add(User(name="bob"))
+    assert isinstance(raised.value.__cause__, TransactionOwnershipError)
+    assert database.names() == []
 
 
 async def test_a_foreign_session_passed_in_is_left_alone(
@@ -261,6 +311,30 @@ async def test_callbacks_follow_the_bodys_own_rollback(
         on_commit(lambda: seen.append("commit 2"))
     assert seen == ["rollback 1", "commit 2"]
     assert database.names() == ["bob"]
+
+
+class Flaky(Exception):
+    pass
+
+
+async def test_a_function_that_committed_part_of_its_work_is_not_re_run(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=2, retry_on=lambda error: isinstance(error, Flaky))
+    async def transfer(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="step 1"))
+        await session.commit()
+        raise Flaky("after the body's own commit")
+
+    with pytest.raises(Flaky) as raised:
+        await transfer()
+    assert attempts == 1  # a re-run would have committed step 1 again
+    assert "committed part of its work itself" in "\n".join(raised.value.__notes__)
+    assert database.names() == ["step 1"]
 
 
 # -- sessionscope.Rollback -------------------------------------------------------------
@@ -433,3 +507,25 @@ async def test_in_memory_concurrent_scopes_take_turns(
     outcomes = await run_concurrently(*[lambda n=n: worker(n) for n in range(20)])
     assert [o for o in outcomes if isinstance(o, BaseException)] == []
     assert await _count_in(memory_manager) == 20
+
+
+async def test_in_memory_a_scope_started_inside_another_waits_boundedly(
+    config: SessionConfig,
+) -> None:
+    # Code started inside a scope opens its own, which waits for the only connection:
+    # held by the scope it was started in, until that scope exits. The wait ends.
+    manager = AsyncSessionManager(MEMORY_URL, config=config, pool_timeout=0.2)
+    await create_tables(manager.engine)
+
+    async def worker() -> None:
+        async with manager.session_scope() as session:
+            session.add(User(name="never"))
+
+    try:
+        async with manager.session_scope():
+            handle = start_in_copy(worker)
+            with pytest.raises(PoolTimeoutError, match="only connection of an in-memory"):
+                await finish(handle)
+        assert await _count_in(manager) == 0
+    finally:
+        await manager.dispose()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sessionscope import (
     ConfigurationError,
@@ -101,6 +102,55 @@ def test_a_nested_scope_cannot_commit_the_transaction(
         assert database.count() == 0  # the savepoint was rolled back, nothing committed
         outer.add(User(name="cid"))
     assert database.names() == ["ada", "cid"]
+
+
+@pytest.mark.parametrize("propagation", ["required", "nested"])
+def test_the_body_cannot_commit_around_the_session(
+    manager: SessionManager, database: Database, propagation: str
+) -> None:
+    # SQLAlchemy's other way to commit: the transaction object itself.
+    with pytest.raises(TransactionOwnershipError):
+        with manager.session_scope() as outer:
+            outer.add(User(name="ada"))
+            with manager.session_scope(propagation=propagation) as inner:  # type: ignore[call-overload]
+                transaction = inner.get_transaction()
+                assert transaction is not None
+                transaction.commit()
+    assert database.names() == []
+
+
+def test_a_joined_scope_cannot_commit_with_session_begin(
+    manager: SessionManager, database: Database
+) -> None:
+    # After the owner's own commit no transaction is open, and session.begin() would
+    # open one that its block commits: in a joined helper, that is refused too.
+    @manager.with_session
+    def helper(session: Session) -> None:
+        with session.begin():
+            session.add(User(name="helper"))
+
+    with pytest.raises(TransactionOwnershipError):
+        with manager.session_scope() as session:
+            session.add(User(name="step 1"))
+            session.commit()
+            helper()
+    assert database.names() == ["step 1"]
+
+
+def test_a_rollback_around_the_session_fails_its_owner(
+    manager: SessionManager, database: Database
+) -> None:
+    # Nothing can undo it: the owner must not then commit as if all were well.
+    with pytest.raises(TransactionRolledBackError) as raised:
+        with manager.session_scope() as outer:
+            outer.add(User(name="ada"))
+            with manager.session_scope() as joined:
+                transaction = joined.get_transaction()
+                assert transaction is not None
+                transaction.rollback()
+            outer.add(User(name="bob"))
+    assert isinstance(raised.value.__cause__, TransactionOwnershipError)
+    assert database.names() == []
 
 
 def test_a_foreign_session_passed_in_is_left_alone(
@@ -262,6 +312,30 @@ def test_callbacks_follow_the_bodys_own_rollback(
         on_commit(lambda: seen.append("commit 2"))
     assert seen == ["rollback 1", "commit 2"]
     assert database.names() == ["bob"]
+
+
+class Flaky(Exception):
+    pass
+
+
+def test_a_function_that_committed_part_of_its_work_is_not_re_run(
+    manager: SessionManager, database: Database
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=2, retry_on=lambda error: isinstance(error, Flaky))
+    def transfer(session: Session) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="step 1"))
+        session.commit()
+        raise Flaky("after the body's own commit")
+
+    with pytest.raises(Flaky) as raised:
+        transfer()
+    assert attempts == 1  # a re-run would have committed step 1 again
+    assert "committed part of its work itself" in "\n".join(raised.value.__notes__)
+    assert database.names() == ["step 1"]
 
 
 # -- sessionscope.Rollback -------------------------------------------------------------
@@ -434,3 +508,25 @@ def test_in_memory_concurrent_scopes_take_turns(
     outcomes = run_concurrently(*[lambda n=n: worker(n) for n in range(20)])
     assert [o for o in outcomes if isinstance(o, BaseException)] == []
     assert _count_in(memory_manager) == 20
+
+
+def test_in_memory_a_scope_started_inside_another_waits_boundedly(
+    config: SessionConfig,
+) -> None:
+    # Code started inside a scope opens its own, which waits for the only connection:
+    # held by the scope it was started in, until that scope exits. The wait ends.
+    manager = SessionManager(MEMORY_URL, config=config, pool_timeout=0.2)
+    create_tables(manager.engine)
+
+    def worker() -> None:
+        with manager.session_scope() as session:
+            session.add(User(name="never"))
+
+    try:
+        with manager.session_scope():
+            handle = start_in_copy(worker)
+            with pytest.raises(PoolTimeoutError, match="only connection of an in-memory"):
+                finish(handle)
+        assert _count_in(manager) == 0
+    finally:
+        manager.dispose()

@@ -12,6 +12,8 @@ from sessionscope import (
     AsyncSessionManager,
     ConcurrentSessionUseError,
     NoActiveSessionError,
+    SessionManager,
+    TransactionOwnershipError,
     current_session,
 )
 from tests.models import User
@@ -60,3 +62,46 @@ async def test_one_session_used_by_two_tasks_at_once_is_refused(
         # One task after the other is fine.
         await asyncio.create_task(session.execute(select(User)))
     assert database.names() == ["ada"]
+
+
+class Boom(Exception):
+    pass
+
+
+async def test_sync_scopes_belong_to_their_task(database: Database) -> None:
+    # Sync code run by asyncio tasks interleaves in one thread at every await: a
+    # task's sync scope is its own, not the one of the task it was started in.
+    manager = SessionManager(database.observer_url)
+    sessions: list[object] = []
+
+    async def worker() -> None:
+        with pytest.raises(Boom):
+            with manager.session_scope() as mine:
+                sessions.append(mine)
+                mine.add(User(name="task"))
+                await asyncio.sleep(0.05)
+                raise Boom
+
+    try:
+        with manager.session_scope() as outer:
+            outer.add(User(name="caller"))
+            task = asyncio.create_task(worker())
+            await asyncio.sleep(0.01)
+        await task
+        assert sessions and sessions[0] is not outer
+        assert database.names() == ["caller"]
+    finally:
+        manager.dispose()
+
+
+@pytest.mark.parametrize("propagation", ["required", "nested"])
+async def test_a_sync_helper_cannot_commit_a_joined_scopes_transaction(
+    manager: AsyncSessionManager, database: Database, propagation: str
+) -> None:
+    # run_sync() hands a legacy helper the sync session, whose commit() is SQLAlchemy's.
+    with pytest.raises(TransactionOwnershipError):
+        async with manager.session_scope() as outer:
+            outer.add(User(name="ada"))
+            async with manager.session_scope(propagation=propagation) as inner:  # type: ignore[call-overload]
+                await inner.run_sync(lambda sync_session: sync_session.commit())
+    assert database.names() == []

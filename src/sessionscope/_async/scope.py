@@ -23,9 +23,9 @@ from .._async_compat import (
     run_shielded,
     sleep,
 )
-from .._call_site import call_site
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
-from .._options import ScopeOptions, check_joinable
+from .._options import check_joinable
+from .._scope_base import Kind, ScopeBase
 from .._transient import commit_may_have_landed, transient_reason
 from ..errors import (
     CommitOutcomeUnknownError,
@@ -33,7 +33,6 @@ from ..errors import (
     NoActiveSessionError,
     Rollback,
     SessionScopeError,
-    TransactionOwnershipError,
     TransactionRolledBackError,
 )
 from .retrying import wait_before_retry
@@ -44,10 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncSessionScope"]
 
-_JOINED, _SAVEPOINT, _OWN = "joined", "savepoint", "own"
 
-
-class AsyncSessionScope(Frame):
+class AsyncSessionScope(ScopeBase):
     """A transactional scope: ``[async] with manager.session_scope() as session:``.
 
     The outermost scope opens a session and a transaction. On a clean exit it
@@ -95,65 +92,10 @@ class AsyncSessionScope(Frame):
     scope object is used once: call ``session_scope()`` again for another.
     """
 
-    __slots__ = (
-        "_joining",
-        "_kind",
-        "_options",
-        "_previous",
-        "_savepoint",
-        "_started",
-        "_turns",
-        "connecting",
-    )
-
-    manager: AsyncSessionManager  # narrower than Frame's, for the type checker
-
-    def __init__(
-        self,
-        manager: AsyncSessionManager,
-        options: ScopeOptions,
-        parent: Frame | None = None,
-    ) -> None:
-        self.manager = manager
-        self.session = None
-        self._options = options
-        # The scope a session passed by the caller belongs to; None: look it up on entry.
-        self._joining = parent
-        self._kind = _OWN
-        # The scope that used the session before this one, back in charge at our exit.
-        self._previous: AsyncSessionScope | None = None
-        self._savepoint: AsyncSessionTransaction | None = None
-        self._started = 0.0
-        self._turns: Turns | None = None  # held while we use a pool's only connection
-        # True while the scope gets its connection: an error then means that
-        # nothing was done yet, whatever the driver says.
-        self.connecting = False
-
-    @property
-    def opens_transaction(self) -> bool:
-        """Whether this scope owns its transaction (the outermost, or requires_new):
-        only such a scope's caller may re-run the work."""
-        return self._kind is _OWN
-
-    def make_current(self) -> None:
-        """Hand this entered scope over to the calling context.
-
-        For frameworks that enter a sync scope in one thread on behalf of code
-        that runs in another (FastAPI's thread pool for ``def`` endpoints): the
-        first task or thread that looks for a scope in this context takes it.
-        Undo with ``release_current()``.
-        """
-        self._check_active("make_current()")
-        self.owner = None
-        innermost.set(self)
-
-    def release_current(self) -> None:
-        self._check_active("release_current()")
-        innermost.set(self.parent)
-
-    def _check_active(self, what: str) -> None:
-        if self.session is None or self.owner is ENDED:
-            raise SessionScopeError("%s needs an entered scope that has not exited" % what)
+    manager: AsyncSessionManager  # narrower than the base's, for the type checker
+    _previous: AsyncSessionScope | None
+    _savepoint: AsyncSessionTransaction | None
+    _turns: Turns | None
 
     async def __aenter__(self) -> AsyncSession:
         if self.session is not None:
@@ -250,7 +192,7 @@ class AsyncSessionScope(Frame):
         session: AsyncScopedSession = parent.session
         level = parent.level
         if options.propagation == "nested":
-            self._kind = _SAVEPOINT
+            self._kind = Kind.SAVEPOINT
             self._savepoint = await session.begin_nested()
             level = Level(
                 level,
@@ -262,7 +204,7 @@ class AsyncSessionScope(Frame):
             if self.manager._monitoring:
                 self.manager.monitor.savepoint("opened", level.transaction_id)
         else:
-            self._kind = _JOINED
+            self._kind = Kind.JOINED
         self.level = level
         self._previous = session._sessionscope_scope
         session._sessionscope_scope = self
@@ -294,11 +236,11 @@ class AsyncSessionScope(Frame):
         try:
             if forked:
                 return self._exit_in_forked_child(exc)
-            if self._kind is _JOINED:
+            if self._kind is Kind.JOINED:
                 if exc is not None:
                     self.level.mark_rollback_only(exc)
                 return False
-            if self._kind is _SAVEPOINT:
+            if self._kind is Kind.SAVEPOINT:
                 return await self._exit_savepoint(exc)
             # The owner: commit, or roll back.
             level = self.level
@@ -311,8 +253,8 @@ class AsyncSessionScope(Frame):
                 cause = level.rollback_cause
                 await self._rolled_back(session, level, "rollback_only", cause)
                 raise TransactionRolledBackError(
-                    "the transaction was rolled back because an exception left a joined "
-                    "scope (%r) and was swallowed" % (cause,)
+                    "the transaction was rolled back: a scope joined to it failed (%r), "
+                    "and the error did not reach this scope" % (cause,)
                 ) from cause
             elif self._options.auto_commit or not session.in_transaction():
                 await self._commit(session, level)
@@ -343,8 +285,8 @@ class AsyncSessionScope(Frame):
         the callbacks registered so far follow the outcome, as they would at the
         scope's exit.
         """
-        if self._kind is not _OWN:
-            raise self._not_the_owner(how)
+        if self._kind is not Kind.OWN:
+            raise self.not_the_owner(how)
         session = self.session
         level = self.level
         committed = how == "commit"
@@ -352,8 +294,8 @@ class AsyncSessionScope(Frame):
             cause = level.rollback_cause
             await self._end_early(session.rollback, level, committed=False)
             raise TransactionRolledBackError(
-                "session.commit() rolled back instead: an exception left a joined scope"
-                " (%r) and was swallowed" % (cause,)
+                "session.commit() rolled back instead: a scope joined to the transaction"
+                " failed (%r), and the error did not reach this scope" % (cause,)
             ) from cause
         if committed and has_pending_changes(session):
             # Flushed first, as at the scope's exit: only what fails after this
@@ -375,6 +317,7 @@ class AsyncSessionScope(Frame):
             await end()
         except BaseException as error:
             if committed and commit_may_have_landed(error):
+                self._committed_in_body = True  # maybe: a re-run could repeat it
                 level.take_callbacks(committed)  # nobody knows: neither kind runs
                 self._count_unknown(level, error)
                 if isinstance(error, Exception):
@@ -384,6 +327,8 @@ class AsyncSessionScope(Frame):
             raise
         finally:
             session._sessionscope_scope = self
+        if committed:
+            self._committed_in_body = True
         await self._run_callbacks(level.take_callbacks(committed))
 
     async def _run_callbacks(self, callbacks: list[Callable[[], object]] | None) -> None:
@@ -395,27 +340,6 @@ class AsyncSessionScope(Frame):
                 await run_callbacks(callbacks, self.manager._log)
             finally:
                 innermost.reset(outside)
-
-    def _not_the_owner(self, how: str) -> TransactionOwnershipError:
-        owner = self  # the first scope that used the session: it opened the transaction
-        while owner._previous is not None:
-            owner = owner._previous
-        if self._kind is _SAVEPOINT:
-            where = (
-                "a nested scope, which owns a savepoint, not the transaction: it would end "
-                "the whole transaction opened at %s" % owner.opened_at()
-            )
-            instead = "leave the scope to release the savepoint"
-        else:
-            where = (
-                "a scope that joined the transaction opened at %s: it would end that "
-                "scope's work too" % owner.opened_at()
-            )
-            instead = "let the owning scope commit at its exit"
-        return TransactionOwnershipError(
-            "session.%s() in %s. Instead, %s, raise sessionscope.Rollback to roll back, or "
-            "use propagation='requires_new' for a transaction of its own" % (how, where, instead)
-        )
 
     async def _exit_savepoint(self, exc: BaseException | None) -> bool:
         savepoint = self._savepoint
@@ -436,8 +360,8 @@ class AsyncSessionScope(Frame):
         await self._rollback_savepoint(savepoint, level, cause)
         if exc is None:
             raise TransactionRolledBackError(
-                "the savepoint was rolled back because an exception left a scope joined to it"
-                " (%r) and was swallowed" % (cause,)
+                "the savepoint was rolled back: a scope joined to it failed (%r), and the"
+                " error did not reach this scope" % (cause,)
             ) from cause
         return isinstance(exc, Rollback)
 
@@ -516,19 +440,6 @@ class AsyncSessionScope(Frame):
         if level.on_commit:
             await run_callbacks(level.on_commit, manager._log)
 
-    def _count_unknown(self, level: Level, error: BaseException) -> None:
-        """COMMIT was in flight when the connection was lost: neither callbacks nor a
-        rollback count, since nobody knows what happened."""
-        manager = self.manager
-        if manager._monitoring:
-            manager.monitor.commit_outcome_unknown(error, level.transaction_id)
-        manager._log(
-            logging.ERROR,
-            "COMMIT outcome unknown, connection lost while it was in flight: %r",
-            error,
-            transaction_id=level.transaction_id,
-        )
-
     async def _rolled_back(
         self, session: AsyncSession, level: Level, cause: str, error: BaseException | None
     ) -> None:
@@ -546,38 +457,6 @@ class AsyncSessionScope(Frame):
         finally:
             self._ended(level, cause, error)
         await self._run_callbacks(level.on_rollback)
-
-    def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
-        """Count a transaction that ended, and its session's closing (committed if
-        ``cause`` is None); warn if it was slow."""
-        manager = self.manager
-        if not manager._monitoring:
-            return
-        # Read before anything else: what follows is not part of the transaction.
-        duration = perf_counter() - self._started
-        transaction_id = level.transaction_id
-        manager.monitor.closed(duration, transaction_id, cause, error)
-        if duration >= manager._slow_transaction_seconds:
-            self._warn_slow(duration, transaction_id)
-
-    def _warn_slow(self, duration: float, transaction_id: int) -> None:
-        manager = self.manager
-        manager.monitor.slow_transaction(duration, transaction_id)
-        manager._log(
-            logging.WARNING,
-            "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
-            duration,
-            manager.config.slow_transaction_seconds,
-            call_site(),
-            transaction_id=transaction_id,
-        )
-
-    def _give_turn_back(self) -> None:
-        """Let the next scope use the pool's only connection (once ours is back)."""
-        turns = self._turns
-        if turns is not None:
-            self._turns = None
-            turns.give_back()
 
     async def _close(
         self, session: AsyncSession, transaction_id: int, rollback: bool = False

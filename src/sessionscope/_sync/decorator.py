@@ -147,6 +147,14 @@ def session_function(
                 reason = retry_reason(error, retry.retry_on, retry.idempotent, scope.connecting)
                 if reason is None:
                     raise
+                if not scope.may_rerun:
+                    _note_once(
+                        error,
+                        "%s was not retried (%s): it committed part of its work itself "
+                        "(session.commit()), which a re-run would apply again"
+                        % (_name(fn), reason),
+                    )
+                    raise
                 if attempt >= retry.attempts:
                     if retry.fallback is not None:
                         return call_maybe_async(retry.fallback, error, *bound, *args, **kwargs)

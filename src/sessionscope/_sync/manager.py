@@ -26,6 +26,7 @@ from .._options import (
     resolve_retry_options,
     resolve_scope_options,
 )
+from .._ownership import OWNERSHIP_LISTENERS
 from .._sqlite import restore_query_only
 from .._sync_compat import (
     IS_ASYNC,
@@ -34,7 +35,7 @@ from .._sync_compat import (
     Session,
     Turns,
     create_engine,
-    listen_after_begin,
+    listen_session_events,
     other_flavour,
     sessionmaker,
     sync_engine_of,
@@ -94,15 +95,17 @@ class SessionManager:
         self.name = engine.url.render_as_string(hide_password=True)
         sync_engine = sync_engine_of(engine)
         listener = begin_listener(sync_engine)
+        listeners: dict[str, Callable[..., Any]] = dict(OWNERSHIP_LISTENERS)
         if listener is not None:
-            listen_after_begin(maker, listener)
+            listeners["after_begin"] = listener
+        listen_session_events(maker, listeners)
         # Where read-only needs something done as each transaction begins, the listener does it.
         self._read_only_supported = listener is not None
         self._read_only_prepared = False  # see resolve_options()
         # A pool that hands every session the same connection: scopes take turns.
         self._turns: Turns | None = None
         if _shares_one_connection(sync_engine):
-            self._turns = Turns(_pool_timeout(sync_engine))
+            self._turns = Turns(_pool_timeout(sync_engine, engine_options))
         # Engines that set an isolation level on the connections they check out, by level.
         self._isolated_binds: dict[str, Engine] = {}
         self._monitoring = config.enable_monitoring
@@ -195,7 +198,7 @@ class SessionManager:
         sync_engine_of(self.engine).dispose(close=False)
         if self._turns is not None:
             # It may have been taken when the parent forked.
-            self._turns = Turns(_pool_timeout(sync_engine_of(self.engine)))
+            self._turns = Turns(self._turns.timeout)
 
     @overload
     def with_session(
@@ -300,6 +303,7 @@ def _create_engine(url: str | URL, engine_options: dict[str, Any]) -> Engine:
         # database, of its own: one database per manager, as with aiosqlite.
         connect_args = {"check_same_thread": False, **engine_options.get("connect_args", {})}
         engine_options = {**engine_options, "poolclass": StaticPool, "connect_args": connect_args}
+        engine_options.pop("pool_timeout", None)  # the turn's: see _pool_timeout()
     try:
         engine = create_engine(parsed, **engine_options)
     except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError, TypeError) as exc:
@@ -324,9 +328,11 @@ def _shares_one_connection(engine: Any) -> bool:
     return isinstance(engine.pool, StaticPool | SingletonThreadPool)
 
 
-def _pool_timeout(engine: Any) -> float:
-    """How long a checkout waits for a connection (``pool_timeout``; 30 s by default)."""
-    return float(getattr(engine.pool, "_timeout", 30.0))
+def _pool_timeout(engine: Any, engine_options: dict[str, Any]) -> float:
+    """How long a checkout waits for a connection (``pool_timeout``; 30 s by default),
+    also for the turn on a pool of one connection, whose class takes no timeout."""
+    timeout = engine_options.get("pool_timeout", getattr(engine.pool, "_timeout", 30.0))
+    return float(timeout)
 
 
 def _discard(engine: Engine) -> None:

@@ -1,0 +1,159 @@
+"""What a scope of either flavour is, and does without awaiting anything.
+
+The flavour classes (``_async/scope.py`` and its generated twin) add the phases
+that talk to the database: entering, ending early, exiting. Everything here is
+shared: the scope's state, the hand-over to another context, the ownership
+error, and the bookkeeping of a transaction that ended.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from time import perf_counter
+from typing import Any
+
+from ._call_site import call_site
+from ._frames import ENDED, Frame, Level, innermost
+from .errors import SessionScopeError, TransactionOwnershipError
+
+__all__ = ["Kind", "ScopeBase"]
+
+
+class Kind(enum.Enum):
+    """How a scope takes part in its session's transaction."""
+
+    OWN = "own"  # opened it (the outermost scope, or requires_new): ends it at its exit
+    JOINED = "joined"  # runs in an enclosing scope's transaction, which ends it
+    SAVEPOINT = "savepoint"  # owns a savepoint of an enclosing scope's transaction
+
+
+class ScopeBase(Frame):
+    __slots__ = (
+        "_committed_in_body",
+        "_joining",
+        "_kind",
+        "_options",
+        "_previous",
+        "_savepoint",
+        "_started",
+        "_turns",
+        "connecting",
+    )
+
+    def __init__(self, manager: Any, options: Any, parent: Frame | None = None) -> None:
+        self.manager = manager
+        self.session = None
+        self._options = options
+        # The scope a session passed by the caller belongs to; None: look it up on entry.
+        self._joining = parent
+        self._kind = Kind.OWN
+        # The scope that used the session before this one, back in charge at our exit.
+        self._previous: Any = None
+        self._savepoint: Any = None  # the flavour's SessionTransaction, if Kind.SAVEPOINT
+        self._started = 0.0
+        self._turns: Any = None  # held while we use a pool's only connection
+        # True while the scope gets its connection: an error then means that
+        # nothing was done yet, whatever the driver says.
+        self.connecting = False
+        # Whether the body committed some of its work itself (session.commit()).
+        self._committed_in_body = False
+
+    @property
+    def opens_transaction(self) -> bool:
+        """Whether this scope owns its transaction (the outermost, or requires_new)."""
+        return self._kind is Kind.OWN
+
+    @property
+    def may_rerun(self) -> bool:
+        """Whether the caller may re-run this scope's body after an error: only the
+        owner of the transaction, and only if none of the work was committed yet
+        (by the body's own ``session.commit()``), which a re-run would repeat."""
+        return self._kind is Kind.OWN and not self._committed_in_body
+
+    def make_current(self) -> None:
+        """Hand this entered scope over to the calling context.
+
+        For frameworks that enter a sync scope in one thread on behalf of code
+        that runs in another (FastAPI's thread pool for ``def`` endpoints): the
+        first task or thread that looks for a scope in this context takes it.
+        Undo with ``release_current()``.
+        """
+        self._check_active("make_current()")
+        self.owner = None
+        innermost.set(self)
+
+    def release_current(self) -> None:
+        self._check_active("release_current()")
+        innermost.set(self.parent)
+
+    def _check_active(self, what: str) -> None:
+        if self.session is None or self.owner is ENDED:
+            raise SessionScopeError(f"{what} needs an entered scope that has not exited")
+
+    def not_the_owner(self, how: str) -> TransactionOwnershipError:
+        """The error for the body of a joined or nested scope ending the transaction."""
+        owner = self  # the first scope that used the session: it opened the transaction
+        while owner._previous is not None:
+            owner = owner._previous
+        if self._kind is Kind.SAVEPOINT:
+            where = (
+                "a nested scope, which owns a savepoint, not the transaction: it would end "
+                f"the whole transaction opened at {owner.opened_at()}"
+            )
+            instead = "leave the scope to release the savepoint"
+        else:
+            where = (
+                f"a scope that joined the transaction opened at {owner.opened_at()}: it "
+                "would end that scope's work too"
+            )
+            instead = "let the owning scope commit at its exit"
+        return TransactionOwnershipError(
+            f"session.{how}() in {where}. Instead, {instead}, raise sessionscope.Rollback to "
+            "roll back, or use propagation='requires_new' for a transaction of its own"
+        )
+
+    def _count_unknown(self, level: Level, error: BaseException) -> None:
+        """COMMIT was in flight when the connection was lost: neither callbacks nor a
+        rollback count, since nobody knows what happened."""
+        manager = self.manager
+        if manager._monitoring:
+            manager.monitor.commit_outcome_unknown(error, level.transaction_id)
+        manager._log(
+            logging.ERROR,
+            "COMMIT outcome unknown, connection lost while it was in flight: %r",
+            error,
+            transaction_id=level.transaction_id,
+        )
+
+    def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
+        """Count a transaction that ended, and its session's closing (committed if
+        ``cause`` is None); warn if it was slow."""
+        manager = self.manager
+        if not manager._monitoring:
+            return
+        # Read before anything else: what follows is not part of the transaction.
+        duration = perf_counter() - self._started
+        transaction_id = level.transaction_id
+        manager.monitor.closed(duration, transaction_id, cause, error)
+        if duration >= manager._slow_transaction_seconds:
+            self._warn_slow(duration, transaction_id)
+
+    def _warn_slow(self, duration: float, transaction_id: int) -> None:
+        manager = self.manager
+        manager.monitor.slow_transaction(duration, transaction_id)
+        manager._log(
+            logging.WARNING,
+            "slow transaction: %.3f s (slow_transaction_seconds=%s), scope opened at %s",
+            duration,
+            manager.config.slow_transaction_seconds,
+            call_site(),
+            transaction_id=transaction_id,
+        )
+
+    def _give_turn_back(self) -> None:
+        """Let the next scope use the pool's only connection (once ours is back)."""
+        turns = self._turns
+        if turns is not None:
+            self._turns = None
+            turns.give_back()
