@@ -53,17 +53,18 @@ def with_sqlite_begin(maker: Any) -> Any:
     nothing else of sessionscope: raw SQLAlchemy doing the same database work."""
     from sessionscope._sqlite import begin_sqlite_transaction
 
+    listeners = {"after_begin": begin_sqlite_transaction}
     if isinstance(maker, async_sessionmaker):
-        from sessionscope._async_compat import listen_after_begin as listen_async
+        from sessionscope._async_compat import listen_session_events as listen_async
 
-        listen_async(maker, begin_sqlite_transaction)  # (its sync sessions: no scope)
+        listen_async(maker, listeners)  # (its sync sessions: no scope)
     else:
         from sessionscope._sync_compat import ScopeHolder
-        from sessionscope._sync_compat import listen_after_begin as listen_sync
+        from sessionscope._sync_compat import listen_session_events as listen_sync
 
         # The listener reads the session's scope: none, for these sessions.
         maker.class_ = type("Session", (ScopeHolder, maker.class_), {})
-        listen_sync(maker, begin_sqlite_transaction)
+        listen_sync(maker, listeners)
     return maker
 
 

@@ -1,18 +1,17 @@
-"""The manager of this flavour: an engine, a sessionmaker and the scopes opened on them."""
+"""The manager of this flavour: an engine, a sessionmaker and the scopes opened on them.
+
+What never awaits is in ``_manager_base.py``; this class names its flavour's
+classes and adds the typed entry points and what awaits.
+"""
 
 from __future__ import annotations
 
-import itertools
-import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack, overload
 
-from sqlalchemy import URL, make_url
-from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError
-from sqlalchemy.pool import SingletonThreadPool, StaticPool
+from sqlalchemy import URL
 
-from .. import _fork
 from .._async_compat import (
     IS_ASYNC,
     AsyncEngine,
@@ -25,54 +24,40 @@ from .._async_compat import (
     other_flavour,
     sync_engine_of,
 )
-from .._begin import begin_listener
-from .._options import (
-    ISOLATION_LEVELS,
-    ScopeKwargs,
-    ScopeOptions,
-    SessionKwargs,
-    defaults_from,
-    resolve_retry_options,
-    resolve_scope_options,
-)
-from .._ownership import OWNERSHIP_LISTENERS
-from .._sqlite import restore_query_only
+from .._manager_base import Flavour, ManagerBase
+from .._options import ScopeKwargs, SessionKwargs
 from ..config import SessionConfig
-from ..errors import ConfigurationError
-from ..monitor import SessionMonitor
 from .decorator import AsyncSessionDecorator, session_function
 from .scope import AsyncSessionScope
-from .session import AsyncScopedSession, session_class
+from .session import session_class
 
 __all__ = ["AsyncSessionManager"]
-
-logger = logging.getLogger("sessionscope")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-# The levels a dialect accepts, where it does not take them all.
-_ISOLATION_LEVELS: dict[str, tuple[str, ...]] = {"sqlite": ("SERIALIZABLE", "READ UNCOMMITTED")}
+_FLAVOUR = Flavour(
+    is_async=IS_ASYNC,
+    engine_class=AsyncEngine,
+    sessionmaker_class=async_sessionmaker,
+    session_class=AsyncSession,
+    create_engine=create_async_engine,
+    sync_engine_of=sync_engine_of,
+    other_flavour=other_flavour,
+    listen_session_events=listen_session_events,
+    turns_class=Turns,
+    scoped_session_class=session_class,
+)
 
 
-class AsyncSessionManager:
-    """Opens transactional scopes on one database.
-
-    ``bind`` is a database URL (the manager creates the engine, passing it
-    ``engine_options``, and disposes it), an engine or an existing
-    sessionmaker of this flavour (borrowed: the application keeps its pool and
-    session configuration, and the manager never disposes them). Sessions the
-    manager makes never expire objects on commit, so what a scope loaded stays
-    readable after it, and they refuse any use after their scope has ended.
-
-    An in-memory SQLite database lives in one connection: the manager gives
-    every session that connection (a ``StaticPool``, unless ``engine_options``
-    choose a pool), so all its scopes see one database, and they take turns
-    on it, one transaction at a time.
-    """
+class AsyncSessionManager(ManagerBase):
+    __doc__ = ManagerBase.__doc__
 
     is_async = IS_ASYNC
+    _flavour = _FLAVOUR
+    engine: AsyncEngine
+    _turns: Turns | None
 
     def __init__(
         self,
@@ -81,121 +66,13 @@ class AsyncSessionManager:
         config: SessionConfig | None = None,
         **engine_options: Any,
     ) -> None:
-        if config is None:
-            config = SessionConfig()
-        elif not isinstance(config, SessionConfig):
-            raise ConfigurationError("config must be a SessionConfig, got %r" % (config,))
-        self.config = config
-        engine, maker, self._owns_engine = _resolve_bind(bind, engine_options)
-        self.engine = engine
-        self.sessionmaker = maker
-        self.name = engine.url.render_as_string(hide_password=True)
-        sync_engine = sync_engine_of(engine)
-        listener = begin_listener(sync_engine)
-        listeners: dict[str, Callable[..., Any]] = dict(OWNERSHIP_LISTENERS)
-        if listener is not None:
-            listeners["after_begin"] = listener
-        listen_session_events(maker, listeners)
-        # Where read-only needs something done as each transaction begins, the listener does it.
-        self._read_only_supported = listener is not None
-        self._read_only_prepared = False  # see resolve_options()
-        # A pool that hands every session the same connection: scopes take turns.
-        self._turns: Turns | None = None
-        if _shares_one_connection(sync_engine):
-            self._turns = Turns(_pool_timeout(sync_engine, engine_options))
-        # Engines that set an isolation level on the connections they check out, by level.
-        self._isolated_binds: dict[str, AsyncEngine] = {}
-        self._monitoring = config.enable_monitoring
-        self._slow_transaction_seconds = config.slow_transaction_seconds
-        self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
-        self._log_level = config.log_level_number
-        # Whether the DEBUG records of every scope are wanted: checked before building them.
-        self._logs_debug = self._log_level <= logging.DEBUG
-        # Numbers for the transactions of this manager, in log records and events.
-        self._transaction_ids = itertools.count(1)
-        self._default_options = defaults_from(config)
-        # How a with-block retries getting its connection (it cannot re-run its body).
-        self._connect_retry = resolve_retry_options(config, {})
-        _fork.watch(self)
-
-    def __repr__(self) -> str:
-        return "<%s %s>" % (type(self).__name__, self.name)
-
-    def _log(
-        self,
-        level: int,
-        message: str,
-        *args: object,
-        transaction_id: int | None = None,
-        exc_info: bool = False,
-    ) -> None:
-        """Log on the ``sessionscope`` logger if ``level`` reaches this manager's log_level.
-
-        Records say which manager and transaction they are about, in the text
-        and as the attributes ``sessionscope_manager`` and ``transaction_id``.
-        """
-        if level >= self._log_level and logger.isEnabledFor(level):
-            logger.log(
-                level,
-                "[%s tx=%s] " + message,
-                self.name,
-                transaction_id,
-                *args,
-                exc_info=exc_info,
-                extra={"sessionscope_manager": self.name, "transaction_id": transaction_id},
-            )
+        super().__init__(bind, config=config, **engine_options)
 
     def session_scope(self, **options: Unpack[ScopeKwargs]) -> AsyncSessionScope:
         """A transactional scope; its class's docstring explains the nesting rules."""
         if not options:
             return AsyncSessionScope(self, self._default_options)
         return AsyncSessionScope(self, self._resolve_options(options))
-
-    def _resolve_options(
-        self,
-        options: Mapping[str, Any],
-        where: str = "session_scope()",
-        connect_retries: int | None = None,
-    ) -> ScopeOptions:
-        """Scope options over this manager's config, checked against its database."""
-        resolved = resolve_scope_options(
-            self.config, options, where, connect_retries=connect_retries
-        )
-        dialect = self.engine.dialect.name
-        levels = _ISOLATION_LEVELS.get(dialect, ISOLATION_LEVELS)
-        if resolved.isolation_level is not None and resolved.isolation_level not in levels:
-            raise ConfigurationError(
-                "isolation_level=%r is not available on %s; choose one of: %s"
-                % (resolved.isolation_level, dialect, ", ".join(levels))
-            )
-        if resolved.read_only and not self._read_only_supported:
-            raise ConfigurationError(
-                "read_only=True is supported on PostgreSQL and SQLite, not on %r"
-                % self.engine.dialect.name
-            )
-        if resolved.read_only and not self._read_only_prepared:
-            if dialect == "sqlite":
-                restore_query_only(sync_engine_of(self.engine))
-            self._read_only_prepared = True
-        return resolved
-
-    def _isolated_session(self, isolation_level: str) -> AsyncScopedSession:
-        """A new session whose every transaction runs at ``isolation_level``: bound to
-        an engine that sets it on each connection it checks out (and SQLAlchemy
-        resets it as the connection goes back to the pool)."""
-        bind = self._isolated_binds.get(isolation_level)
-        if bind is None:
-            bind = self.engine.execution_options(isolation_level=isolation_level)
-            self._isolated_binds[isolation_level] = bind
-        session: AsyncScopedSession = self.sessionmaker(bind=bind)
-        return session
-
-    def _after_fork(self) -> None:
-        """In a forked child: the pool's connections are the parent's (see _fork.py)."""
-        sync_engine_of(self.engine).dispose(close=False)
-        if self._turns is not None:
-            # It may have been taken when the parent forked.
-            self._turns = Turns(self._turns.timeout)
 
     @overload
     def with_session(
@@ -232,7 +109,10 @@ class AsyncSessionManager:
         return session_function(fn, options, self)
 
     async def get_db(self) -> AsyncIterator[AsyncSession]:
-        """A generator dependency (FastAPI ``Depends``, any DI): one scope per use."""
+        """One scope per use, as a generator, for dependency-injection frameworks and
+        hand wiring. Not for FastAPI's plain ``Depends``: since FastAPI 0.118 it
+        runs the code after ``yield``, the COMMIT, after the response has been
+        sent; use ``sessionscope.fastapi.session_dependency(manager)``."""
         async with self.session_scope() as session:
             yield session
 
@@ -251,116 +131,3 @@ class AsyncSessionManager:
         traceback: TracebackType | None,
     ) -> None:
         await self.dispose()
-
-
-def _resolve_bind(
-    bind: object, engine_options: dict[str, Any]
-) -> tuple[AsyncEngine, async_sessionmaker[Any], bool]:
-    """The engine, our sessionmaker, and whether we own (and so dispose) the engine."""
-    instead = other_flavour(bind)
-    if instead is not None:
-        raise ConfigurationError(
-            "%s belongs to the other flavour: use %s for it" % (type(bind).__name__, instead)
-        )
-    expected = "a database URL, an %s or an %s" % (
-        AsyncEngine.__name__,
-        async_sessionmaker.__name__,
-    )
-    if isinstance(bind, str | URL):
-        engine = _create_engine(bind, engine_options)
-        return engine, _own_sessionmaker(None, engine), True
-    if engine_options:
-        raise ConfigurationError(
-            "engine options %s apply only when bind is a URL; configure the %s you pass instead"
-            % (sorted(engine_options), type(bind).__name__)
-        )
-    if isinstance(bind, AsyncEngine):
-        engine = bind
-        _check_driver(engine)
-        return engine, _own_sessionmaker(None, engine), False
-    if isinstance(bind, async_sessionmaker):
-        maker_bind = bind.kw.get("bind")
-        if not isinstance(maker_bind, AsyncEngine):
-            raise ConfigurationError(
-                "the %s has no %s bind (bind=%r); configure it with one"
-                % (async_sessionmaker.__name__, AsyncEngine.__name__, maker_bind)
-            )
-        return maker_bind, _own_sessionmaker(bind, maker_bind), False
-    raise ConfigurationError("bind must be %s, got %r" % (expected, bind))
-
-
-def _create_engine(url: str | URL, engine_options: dict[str, Any]) -> AsyncEngine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError("not a database URL: %r (%s)" % (url, exc)) from exc
-    shown = parsed.render_as_string(hide_password=True)
-    if _is_sqlite_memory(parsed) and "poolclass" not in engine_options:
-        # pysqlite's default pool gives each thread a connection, and so a
-        # database, of its own: one database per manager, as with aiosqlite.
-        connect_args = {"check_same_thread": False, **engine_options.get("connect_args", {})}
-        engine_options = {**engine_options, "poolclass": StaticPool, "connect_args": connect_args}
-        engine_options.pop("pool_timeout", None)  # the turn's: see _pool_timeout()
-    try:
-        engine = create_async_engine(parsed, **engine_options)
-    except (ArgumentError, InvalidRequestError, NoSuchModuleError, ImportError, TypeError) as exc:
-        raise ConfigurationError("cannot create an engine for %s: %s" % (shown, exc)) from exc
-    try:
-        _check_driver(engine)
-    except ConfigurationError:
-        _discard(engine)
-        raise
-    return engine
-
-
-def _is_sqlite_memory(url: URL) -> bool:
-    database = url.database or ""
-    return url.get_backend_name() == "sqlite" and (
-        database in ("", ":memory:") or database.startswith("file::memory:")
-    )
-
-
-def _shares_one_connection(engine: Any) -> bool:
-    """Whether every session gets the same connection (in one thread, at least)."""
-    return isinstance(engine.pool, StaticPool | SingletonThreadPool)
-
-
-def _pool_timeout(engine: Any, engine_options: dict[str, Any]) -> float:
-    """How long a checkout waits for a connection (``pool_timeout``; 30 s by default),
-    also for the turn on a pool of one connection, whose class takes no timeout."""
-    timeout = engine_options.get("pool_timeout", getattr(engine.pool, "_timeout", 30.0))
-    return float(timeout)
-
-
-def _discard(engine: AsyncEngine) -> None:
-    """Drop an engine that never connected (its pool is still empty)."""
-    sync_engine_of(engine).pool.dispose()
-
-
-def _check_driver(engine: AsyncEngine) -> None:
-    if engine.dialect.is_async is not IS_ASYNC:
-        shown = engine.url.render_as_string(hide_password=True)
-        kind = "async" if engine.dialect.is_async else "sync"
-        wanted = "async" if IS_ASYNC else "sync"
-        raise ConfigurationError(
-            "the driver %r of %s is %s, and this manager needs a %s driver; "
-            "change the URL's driver or use the other manager"
-            % (engine.dialect.driver, shown, kind, wanted)
-        )
-
-
-def _own_sessionmaker(
-    borrowed: async_sessionmaker[Any] | None, bind: Any
-) -> async_sessionmaker[Any]:
-    """Our sessionmaker: the borrowed one's settings, objects that stay readable after
-    commit, and sessions that cannot be used again once closed."""
-    if borrowed is None:
-        return async_sessionmaker(
-            bind,
-            class_=session_class(AsyncSession),
-            expire_on_commit=False,
-            close_resets_only=False,
-        )
-    settings = dict(borrowed.kw)
-    settings.update(expire_on_commit=False, close_resets_only=False)
-    return async_sessionmaker(class_=session_class(borrowed.class_), **settings)
