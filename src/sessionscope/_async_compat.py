@@ -2,7 +2,8 @@
 
 ``_async/`` code imports every async-only name from here; the generator maps
 ``_async_compat`` to ``_sync_compat``, whose names are the sync twins. This is
-the only module of the async flavour that imports ``sqlalchemy.ext.asyncio``.
+the only module of the async flavour that imports ``sqlalchemy.ext.asyncio`` (with
+``_one_task.py``, which only it imports).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import ConcurrentSessionUseError
+from ._one_task import guarded_session_class
 
 # SQLAlchemy 2.0 imports greenlet only when an async call is made: import it
 # here so that a missing greenlet fails at import, where the install hint is given.
@@ -65,86 +66,6 @@ Outcome = Coroutine[Any, Any, _R]
 """What calling a decorated function returns: a coroutine in this flavour."""
 
 sleep = asyncio.sleep
-
-
-# The AsyncSession methods that run an operation: one task at a time may be in them.
-_OPERATIONS = (
-    "connection",
-    "delete",
-    "execute",
-    "flush",
-    "get",
-    "get_one",
-    "merge",
-    "refresh",
-    "rollback",
-    "commit",
-    "run_sync",
-    "scalar",
-    "scalars",
-    "stream",
-    "stream_scalars",
-)
-
-
-class _OneTaskAtATime:
-    """The state of the one-task-at-a-time guard, mixed into the session classes
-    managers use: a second task entering an operation while another task is
-    inside one gets ConcurrentSessionUseError."""
-
-    _sessionscope_user: asyncio.Task[Any] | None = None
-    _sessionscope_depth = 0
-
-
-def _guard(name: str, unguarded: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
-    current_task = asyncio.current_task
-
-    async def operation(self: Any, *args: Any, **kwargs: Any) -> Any:
-        task = current_task()
-        user = self._sessionscope_user
-        if user is not None and user is not task:
-            raise ConcurrentSessionUseError(
-                f"AsyncSession.{name}() was called by {_task_name(task)!r} while "
-                f"{_task_name(user)!r} is inside an operation on the same session; a session "
-                "runs one operation at a time: give each task its own scope"
-            )
-        self._sessionscope_user = task
-        self._sessionscope_depth += 1
-        try:
-            return await unguarded(self, *args, **kwargs)
-        finally:
-            self._sessionscope_depth -= 1
-            if not self._sessionscope_depth:
-                self._sessionscope_user = None
-
-    operation.__name__ = operation.__qualname__ = name
-    operation.__doc__ = unguarded.__doc__
-    return operation
-
-
-def _task_name(task: asyncio.Task[Any] | None) -> str:
-    return task.get_name() if task is not None else "code outside any task"
-
-
-_guarded_classes: dict[type[Any], type[Any]] = {}
-
-
-def guarded_session_class(cls: type[AsyncSession]) -> type[AsyncSession]:
-    """``cls`` with the one-task-at-a-time guard (made once per class).
-
-    Each guarded method calls ``cls``'s own method directly, looked up once here
-    rather than through ``super()`` on every call: it is on every statement's path.
-    """
-    guarded = _guarded_classes.get(cls)
-    if guarded is None:
-        namespace: dict[str, Any] = {"__module__": cls.__module__}
-        for name in _OPERATIONS:
-            unguarded = getattr(cls, name, None)
-            if unguarded is not None:  # get_one() is newer than SQLAlchemy 2.0.0
-                namespace[name] = _guard(name, unguarded)
-        guarded = type(cls.__name__, (_OneTaskAtATime, cls), namespace)
-        _guarded_classes[cls] = guarded
-    return guarded
 
 
 def listen_session_events(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
@@ -14,6 +13,7 @@ from .._async_compat import (
     call_maybe_async,
     is_flavour_function,
 )
+from .._decorating import check_decorated, check_fallback, name_of, note_once
 from .._defaults import get_default_manager
 from .._frames import scope_of
 from .._options import (
@@ -54,10 +54,6 @@ class AsyncSessionDecorator(Protocol):
     ) -> Callable[Concatenate[T, P], Outcome[R]]: ...
 
 
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-_NOTE = "sessionscope: "
-
-
 def session_function(
     fn: Callable[..., Any],
     options: Mapping[str, Any],
@@ -71,27 +67,14 @@ def session_function(
     """
     if isinstance(fn, staticmethod | classmethod):
         return type(fn)(session_function(fn.__func__, options, manager))
-    if not callable(fn):
-        raise TypeError("with_session decorates a function, got %r" % (fn,))
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(
-            "%s is a generator function: its scope would have to stay open between the "
-            "values it yields, whoever consumes them. Decorate a function that returns "
-            "its results (a list, say), or open a scope inside the generator" % _name(fn)
-        )
-    if not is_flavour_function(fn):
-        raise TypeError(
-            "%s does not suit this decorator's flavour: decorate coroutine functions "
-            "with the async decorator and plain functions with the sync one" % _name(fn)
-        )
-    signature, position = _session_parameter(fn)
+    signature, position = check_decorated(fn, AsyncSession, is_flavour_function)
     parameter = list(signature.parameters)[position]
     # Validate now, at decoration time, against the manager's config (or the
     # defaults when the manager is only known at call time).
     explicit = dict(options)
     config = manager.config if manager is not None else SessionConfig()
     resolve_scope_options(config, explicit, "with_session()", SESSION_OPTION_NAMES)
-    _check_fallback(resolve_retry_options(config, explicit).fallback)
+    check_fallback(resolve_retry_options(config, explicit).fallback, IS_ASYNC, is_flavour_function)
     scope_names = {k: v for k, v in explicit.items() if k in SCOPE_OPTION_NAMES}
 
     def settings_for(current: AsyncSessionManager) -> tuple[ScopeOptions, RetryOptions]:
@@ -145,11 +128,11 @@ def session_function(
                 if reason is None:
                     raise
                 if not scope.may_rerun:
-                    _note_once(
+                    note_once(
                         error,
                         "%s was not retried (%s): it committed part of its work itself "
                         "(session.commit()), which a re-run would apply again"
-                        % (_name(fn), reason),
+                        % (name_of(fn), reason),
                     )
                     raise
                 if attempt >= retry.attempts:
@@ -157,9 +140,9 @@ def session_function(
                         return await call_maybe_async(
                             retry.fallback, error, *bound, *args, **kwargs
                         )
-                    _note_once(
+                    note_once(
                         error,
-                        "%s gave up after %d attempts (%s)" % (_name(fn), attempt + 1, reason),
+                        "%s gave up after %d attempts (%s)" % (name_of(fn), attempt + 1, reason),
                     )
                     raise
                 attempt += 1
@@ -171,56 +154,3 @@ def session_function(
         parameters=parameters
     )
     return call_in_scope
-
-
-def _note_once(error: BaseException, note: str) -> None:
-    """Add our note to ``error``, unless an enclosing retry loop already has (the same
-    error object can leave several decorated calls)."""
-    if not any(n.startswith(_NOTE) for n in getattr(error, "__notes__", ())):
-        error.add_note(_NOTE + note)
-
-
-def _check_fallback(fallback: Callable[..., Any] | None) -> None:
-    if fallback is not None and not IS_ASYNC and not is_flavour_function(fallback):
-        raise TypeError(
-            "fallback %s is a coroutine function; a sync function cannot await it" % _name(fallback)
-        )
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-def _session_parameter(fn: Callable[..., Any]) -> tuple[inspect.Signature, int]:
-    """The signature, and the position of the parameter that takes the session: the
-    first one, or the second one of a method (after ``self`` or ``cls``)."""
-    try:
-        signature = inspect.signature(fn, eval_str=True)
-    except (NameError, TypeError, SyntaxError):
-        signature = inspect.signature(fn)
-    parameters = list(signature.parameters.values())
-    position = 1 if parameters and parameters[0].name in ("self", "cls") else 0
-    if len(parameters) <= position or parameters[position].kind not in _POSITIONAL:
-        shown = parameters[position] if len(parameters) > position else "no such parameter"
-        raise TypeError(
-            "%s cannot take the session as its %s parameter (it has %s); make the session "
-            "the first positional parameter (after self or cls in a method)"
-            % (_name(fn), "second" if position else "first", shown)
-        )
-    annotation = parameters[position].annotation
-    if (
-        annotation is not inspect.Parameter.empty
-        and annotation is not Any  # a class since Python 3.11, and it takes anything
-        and isinstance(annotation, type)
-        and not (issubclass(annotation, AsyncSession) or issubclass(AsyncSession, annotation))
-    ):
-        raise TypeError(
-            "%s: its parameter %r is annotated %s, which cannot take a %s"
-            % (
-                _name(fn),
-                parameters[position].name,
-                annotation.__name__,
-                AsyncSession.__name__,
-            )
-        )
-    return signature, position
