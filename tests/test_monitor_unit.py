@@ -30,13 +30,11 @@ def test_memory_stays_constant_over_100_000_transactions() -> None:
 
     def run(transactions: int) -> None:
         for n in range(transactions):
-            monitor.session_opened(n)
-            monitor.connection_acquired(0.0001 * (n % 7), n)
+            monitor.connected(0.0001 * (n % 7), n)
             if n % 10:
-                monitor.committed(0.001 * (n % 97), n)
+                monitor.closed(0.001 * (n % 97), n)
             else:
-                monitor.rolled_back(0.5, n, "exception", ValueError())
-            monitor.session_closed(n)
+                monitor.closed(0.5, n, "exception", ValueError())
 
     run(1_000)  # warm up: every bucket and counter that will ever exist, exists
     gc.collect()

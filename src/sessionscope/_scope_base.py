@@ -16,6 +16,7 @@ from typing import Any
 from ._call_site import call_site
 from ._frames import ENDED, Frame, Level, innermost
 from .errors import SessionScopeError, TransactionOwnershipError
+from .monitor import RollbackCause
 
 __all__ = ["Kind", "ScopeBase"]
 
@@ -126,7 +127,9 @@ class ScopeBase(Frame):
             transaction_id=level.transaction_id,
         )
 
-    def _ended(self, level: Level, cause: str | None, error: BaseException | None) -> None:
+    def _ended(
+        self, level: Level, cause: RollbackCause | None, error: BaseException | None
+    ) -> None:
         """Count a transaction that ended, and its session's closing (committed if
         ``cause`` is None); warn if it was slow."""
         manager = self.manager

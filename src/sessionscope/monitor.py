@@ -20,11 +20,11 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ._histogram import Histogram
 
-__all__ = ["EVENT_KINDS", "MonitorEvent", "SessionMonitor"]
+__all__ = ["EVENT_KINDS", "ROLLBACK_CAUSES", "MonitorEvent", "RollbackCause", "SessionMonitor"]
 
 logger = logging.getLogger("sessionscope")
 
@@ -47,7 +47,8 @@ _FOLD_AT = 512
 
 # Why a transaction was rolled back.
 # ("requested": a ``sessionscope.Rollback`` left the scope.)
-ROLLBACK_CAUSES = ("exception", "requested", "rollback_only", "commit_failed", "not_committed")
+RollbackCause = Literal["exception", "requested", "rollback_only", "commit_failed", "not_committed"]
+ROLLBACK_CAUSES: tuple[RollbackCause, ...] = get_args(RollbackCause)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,10 +79,6 @@ class SessionMonitor:
         # Waits of sessions that got their connection; durations of committed ones.
         self._pending_waits: list[float] = []
         self._pending_commits: list[float] = []
-        # The scopes' hot path: all of connected() while nobody listens, without a
-        # Python-level call; closed() and rolled_back() fold what it leaves.
-        self.note_connected = self._pending_waits.append
-        self.listening = False
         self.reset()
 
     def reset(self) -> None:
@@ -117,7 +114,6 @@ class SessionMonitor:
             )
         with self._lock:
             self._listeners = (*self._listeners, listener)
-            self.listening = True
 
     def remove_listener(self, listener: Listener) -> None:
         with self._lock:
@@ -126,7 +122,6 @@ class SessionMonitor:
             remaining = list(self._listeners)
             remaining.remove(listener)
             self._listeners = tuple(remaining)
-            self.listening = bool(remaining)
 
     def _emit(self, kind: str, **fields: Any) -> None:
         event = MonitorEvent(kind, self.name, **fields)
@@ -142,32 +137,19 @@ class SessionMonitor:
         with self._lock:
             self._counts[kind] += 1
 
-    def session_opened(self, transaction_id: int) -> None:
-        self._count("session_opened")
-        if self._listeners:
-            self._emit("session_opened", transaction_id=transaction_id)
-
     def session_closed(self, transaction_id: int) -> None:
+        """A session closed whose transaction's outcome is unknown (see
+        ``commit_outcome_unknown``); ``closed()`` counts the others."""
         self._count("session_closed")
         if self._listeners:
             self._emit("session_closed", transaction_id=transaction_id)
 
-    def connection_acquired(self, wait: float, transaction_id: int) -> None:
-        with self._lock:
-            self._counts["connection_acquired"] += 1
-            self._waits.add(wait)
-        if self._listeners:
-            self._emit("connection_acquired", transaction_id=transaction_id, duration=wait)
-
-    def committed(self, duration: float, transaction_id: int) -> None:
-        with self._lock:
-            self._counts["committed"] += 1
-            self._durations.add(duration)
-        if self._listeners:
-            self._emit("committed", transaction_id=transaction_id, duration=duration)
-
-    def rolled_back(
-        self, duration: float, transaction_id: int, cause: str, error: BaseException | None
+    def _rolled_back(
+        self,
+        duration: float,
+        transaction_id: int,
+        cause: RollbackCause,
+        error: BaseException | None,
     ) -> None:
         """``cause`` is one of ``ROLLBACK_CAUSES``; ``error`` what caused it, if anything."""
         with self._lock:
@@ -187,7 +169,8 @@ class SessionMonitor:
                 error=error,
             )
 
-    # The two calls of a transaction's usual life: no lock, see the module's docstring.
+    # Each event site of a scope makes one call, and the monitor decides what it costs.
+    # The two calls of a transaction's usual life take no lock: see the module's docstring.
 
     def connected(self, wait: float, transaction_id: int) -> None:
         """``session_opened`` and ``connection_acquired`` at once, once a session has its
@@ -204,13 +187,13 @@ class SessionMonitor:
         self,
         duration: float,
         transaction_id: int,
-        cause: str | None = None,
+        cause: RollbackCause | None = None,
         error: BaseException | None = None,
     ) -> None:
         """``session_closed`` and then ``committed`` (``cause`` None) or ``rolled_back``."""
         if cause is not None:
             self.session_closed(transaction_id)
-            self.rolled_back(duration, transaction_id, cause, error)
+            self._rolled_back(duration, transaction_id, cause, error)
             return
         self._pending_commits.append(duration)
         # Every commit had a wait: the waits' list is the longer one (but for

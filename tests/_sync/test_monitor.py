@@ -246,7 +246,7 @@ def test_monitoring_off_reads_no_clock_and_takes_no_lock(
             raise AssertionError("monitoring is off, yet the clock was read")
 
         monkeypatch.setattr(scope_module, "perf_counter", clock)
-        for unused in ("_lock", "_pending_waits", "_pending_commits", "note_connected"):
+        for unused in ("_lock", "_pending_waits", "_pending_commits"):
             monkeypatch.setattr(manager.monitor, unused, Forbidden())
         events: list[MonitorEvent] = []
         manager.monitor._listeners = (events.append,)

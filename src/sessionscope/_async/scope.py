@@ -35,6 +35,7 @@ from ..errors import (
     SessionScopeError,
     TransactionRolledBackError,
 )
+from ..monitor import RollbackCause
 from .retrying import wait_before_retry
 from .session import AsyncScopedSession
 
@@ -135,55 +136,62 @@ class AsyncSessionScope(ScopeBase):
         refused connection is retried per the options (a body never can be: this
         happens before it runs)."""
         manager = self.manager
-        options = self._options
         attempt = 0
         while True:
-            session: AsyncScopedSession
-            if options.isolation_level is None:
-                session = manager.sessionmaker()
-            else:
-                session = manager._isolated_session(options.isolation_level)
-            transaction_id = next(manager._transaction_ids)
-            self.level = Level(
-                None,
-                is_async=IS_ASYNC,
-                read_only=options.read_only,
-                isolation_level=options.isolation_level,
-                transaction_id=transaction_id,
-            )
-            # Before the connection: its transaction begins with this scope's options.
-            session._sessionscope_scope = self
-            if manager._logs_debug:
-                manager._log(logging.DEBUG, "session opened", transaction_id=transaction_id)
-            if manager._monitoring:
-                self._started = perf_counter()
+            session = self._new_session()
+            try:
+                await self._connect(session)
+                return session
+            except Exception as error:
+                reason = transient_reason(error, connecting=True)
+                if reason != "connection" or attempt >= self._options.connect_retries:
+                    raise
+                attempt += 1
+                await wait_before_retry(manager, attempt, reason, error, manager._connect_retry)
+
+    def _new_session(self) -> AsyncScopedSession:
+        """A session of this scope, and the level of its transaction (not begun yet)."""
+        manager = self.manager
+        options = self._options
+        session: AsyncScopedSession
+        if options.isolation_level is None:
+            session = manager.sessionmaker()
+        else:
+            session = manager._isolated_session(options.isolation_level)
+        transaction_id = next(manager._transaction_ids)
+        self.level = Level(
+            None,
+            is_async=IS_ASYNC,
+            read_only=options.read_only,
+            isolation_level=options.isolation_level,
+            transaction_id=transaction_id,
+        )
+        # Before the connection: its transaction begins with this scope's options.
+        session._sessionscope_scope = self
+        if manager._logs_debug:
+            manager._log(logging.DEBUG, "session opened", transaction_id=transaction_id)
+        return session
+
+    async def _connect(self, session: AsyncScopedSession) -> None:
+        """Take the turn (on a pool of one connection), then the connection; a session
+        that did not get it is closed before the error goes on."""
+        manager = self.manager
+        if manager._monitoring:
+            self._started = perf_counter()
+        try:
             turns = manager._turns
             if turns is not None:  # given back when the session is closed
                 if not await turns.take():
                     raise turns.timed_out()
                 self._turns = turns
-            try:
-                self.connecting = True
-                await session.connection()
-                self.connecting = False
-            except Exception as error:
-                await self._discard(session, error)
-                reason = transient_reason(error, connecting=True)
-                if reason != "connection" or attempt >= options.connect_retries:
-                    raise
-                attempt += 1
-                await wait_before_retry(manager, attempt, reason, error, manager._connect_retry)
-                continue
-            except BaseException as error:
-                await self._discard(session, error)
-                raise
-            if manager._monitoring:
-                wait = perf_counter() - self._started
-                if manager.monitor.listening:
-                    manager.monitor.connected(wait, transaction_id)
-                else:
-                    manager.monitor.note_connected(wait)
-            return session
+            self.connecting = True
+            await session.connection()
+            self.connecting = False
+        except BaseException as error:
+            await self._discard(session, error)
+            raise
+        if manager._monitoring:
+            manager.monitor.connected(perf_counter() - self._started, self.level.transaction_id)
 
     async def _join(self, parent: Frame) -> AsyncSession:
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
@@ -432,16 +440,16 @@ class AsyncSessionScope(ScopeBase):
             if turns is not None:  # _give_turn_back() inlined: every transaction's path
                 self._turns = None
                 turns.give_back()
-            if manager._monitoring:  # _ended() inlined: this is every transaction's path
-                duration = perf_counter() - self._started
-                manager.monitor.closed(duration, level.transaction_id)
-                if duration >= manager._slow_transaction_seconds:
-                    self._warn_slow(duration, level.transaction_id)
+            self._ended(level, None, None)
         if level.on_commit:
             await run_callbacks(level.on_commit, manager._log)
 
     async def _rolled_back(
-        self, session: AsyncSession, level: Level, cause: str, error: BaseException | None
+        self,
+        session: AsyncSession,
+        level: Level,
+        cause: RollbackCause,
+        error: BaseException | None,
     ) -> None:
         """Roll back and close (shielded), then run the on_rollback callbacks."""
         manager = self.manager
@@ -453,13 +461,16 @@ class AsyncSessionScope(ScopeBase):
             transaction_id=level.transaction_id,
         )
         try:
-            await run_shielded(self._close, session, level.transaction_id, True)
+            await run_shielded(self._roll_back_and_close, session, level.transaction_id)
         finally:
             self._ended(level, cause, error)
         await self._run_callbacks(level.on_rollback)
 
+    async def _roll_back_and_close(self, session: AsyncSession, transaction_id: int) -> None:
+        await self._close(session, transaction_id, rollback=True)
+
     async def _close(
-        self, session: AsyncSession, transaction_id: int, rollback: bool = False
+        self, session: AsyncSession, transaction_id: int, *, rollback: bool = False
     ) -> None:
         """Return the connection to the pool whatever happens; never raises an Exception."""
         manager = self.manager
