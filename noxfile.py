@@ -139,12 +139,11 @@ def _git_status() -> str:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmark of DESIGN.md §10 (a report, not a test): ``nox -s bench -- --quick``.
-
-    Arguments after ``--`` go to bench/run.py, e.g. ``--json bench/results/run.json``.
-    """
+    """The benchmark and its budgets (docs/architecture.md; a report, not a test):
+    ``nox -s bench -- --quick``. Arguments after ``--`` go to ``python -m bench``,
+    e.g. ``--json bench/results/run.json``."""
     session.install(".", *group("test"))
-    session.run("python", "bench/run.py", *session.posargs)
+    session.run("python", "-m", "bench", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -31,9 +31,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
-from harness import Series, format_table, paired_ratio
 from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
-from workload import ACCOUNTS, Database, total_balance, unit_of_work, unit_of_work_async
+
+from .harness import Series, format_table, paired_ratio
+from .workload import ACCOUNTS, Database, total_balance, unit_of_work, unit_of_work_async
 
 __all__ = ["ConcurrencyResult", "Settings", "run_concurrency"]
 

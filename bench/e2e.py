@@ -31,7 +31,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
-from harness import (
+from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
+
+from .harness import (
     AsyncBatch,
     Series,
     SyncBatch,
@@ -42,8 +44,7 @@ from harness import (
     run_interleaved,
     run_interleaved_async,
 )
-from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
-from workload import (
+from .workload import (
     ACCOUNTS,
     ASYNCPG_SELECT,
     ASYNCPG_UPDATE,

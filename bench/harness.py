@@ -161,7 +161,7 @@ async def run_interleaved_async(
 
 @dataclasses.dataclass
 class Budget:
-    """One line of the budget table: a limit from DESIGN.md §10 and what was measured."""
+    """One line of the budget table: a limit from docs/architecture.md and what was measured."""
 
     name: str
     limit: str  # as shown, e.g. "<= 1.03x"

@@ -27,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from harness import (
+from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
+
+from .harness import (
     AsyncBatch,
     Series,
     SyncBatch,
@@ -37,8 +39,7 @@ from harness import (
     run_interleaved,
     run_interleaved_async,
 )
-from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
-from workload import with_sqlite_begin
+from .workload import with_sqlite_begin
 
 __all__ = ["OverheadResult", "run_overhead"]
 

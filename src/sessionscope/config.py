@@ -58,9 +58,9 @@ def _check_log_level(value: object) -> str:
 class SessionConfig:
     """Options of a manager. Per-call options of ``session_scope``/``with_session`` override them.
 
-    The first six fields and their defaults are those of the original design;
-    invalid values raise :class:`ConfigurationError` naming the field.
-    ``auto_rollback=False`` is accepted for that reason but changes nothing:
+    The first six fields and their defaults are the settings this library
+    started from; invalid values raise :class:`ConfigurationError` naming the
+    field. ``auto_rollback=False`` is accepted for that reason but changes nothing:
     an exception leaving a scope always rolls back, because nothing may be
     committed, nor left open, on a path that raised.
     """

@@ -1,11 +1,12 @@
-"""sessionscope's benchmark (DESIGN.md §10): what the library costs over SQLAlchemy.
+"""sessionscope's benchmark: what the library costs over SQLAlchemy (the budgets of
+docs/architecture.md, printed as verdicts at the end).
 
-Run from the repository root::
+Run from the repository root, with sessionscope installed (``nox -s bench`` does both)::
 
-    python bench/run.py                    # everything, about 4 minutes on 2 cores
-    python bench/run.py --quick            # a smoke run for CI, well under a minute
-    python bench/run.py --sections overhead,memory --backends sqlite
-    python bench/run.py --json bench/results/$(date +%F).json
+    python -m bench                        # everything, about 4 minutes on 2 cores
+    python -m bench --quick                # a smoke run for CI, well under a minute
+    python -m bench --sections overhead,memory --backends sqlite
+    python -m bench --json bench/results/$(date +%F).json
 
 Sections:
 
@@ -57,36 +58,28 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
+from tests.pg_server import PostgresServer, PostgresUnavailable
+
+import sessionscope
+
+from .concurrency import ConcurrencyResult, Settings, run_concurrency
+from .e2e import GroupResult, describe, run_group
+from .harness import Budget, format_table
+from .memory_growth import run_memory
+from .overhead import OverheadResult, run_overhead
+from .profile_scope import run_profile
+from .workload import Database
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _set_up_import_path() -> None:
-    """The repository root (for ``tests.pg_server``), and ``src`` unless installed."""
-    sys.path.insert(1, str(ROOT))
-    if importlib.util.find_spec("sessionscope") is None:
-        sys.path.insert(1, str(ROOT / "src"))
-
-
-_set_up_import_path()
-
-import sqlalchemy  # noqa: E402
-from tests.pg_server import PostgresServer, PostgresUnavailable  # noqa: E402
-
-import sessionscope  # noqa: E402
-from concurrency import ConcurrencyResult, Settings, run_concurrency  # noqa: E402
-from e2e import GroupResult, describe, run_group  # noqa: E402
-from harness import Budget, format_table  # noqa: E402
-from memory_growth import run_memory  # noqa: E402
-from overhead import OverheadResult, run_overhead  # noqa: E402
-from profile_scope import run_profile  # noqa: E402
-from workload import Database  # noqa: E402
 
 SECTIONS = ("e2e", "overhead", "concurrency", "memory", "profile")
 DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory"
 BACKENDS = ("sqlite", "postgres")
 FLAVOURS = ("sync", "async")
 
-# DESIGN.md §10 (and the brief of this benchmark).
+# The budgets of docs/architecture.md.
 OWN_CODE_US = 5.0
 E2E_RATIO = {"postgres": 1.03, "sqlite": 1.05}
 CONCURRENCY_RATIO = 0.97
@@ -110,9 +103,9 @@ def _names(choices: Sequence[str]) -> Any:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python bench/run.py",
+        prog="python -m bench",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="See the docstring of bench/run.py for what each section measures.",
+        epilog="See the docstring of bench/__main__.py for what each section measures.",
     )
     parser.add_argument("--quick", action="store_true", help="few rounds, small batches (CI smoke)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 31; quick 3)")
@@ -474,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_profile_section(report)
 
     budgets = evaluate_budgets(report.e2e, report.overhead, report.concurrency)
-    print("\n== budgets (DESIGN.md §10) " + "=" * 53)
+    print("\n== budgets (docs/architecture.md) " + "=" * 46)
     print(format_table(["budget", "limit", "measured", "verdict"], [b.row() for b in budgets]))
     if args.quick:
         print("  (--quick: a smoke run; too few rounds for these verdicts to mean anything)")

@@ -1,0 +1,1 @@
+"""sessionscope's benchmark, run as ``python -m bench`` (see ``__main__.py``)."""
