@@ -6,7 +6,9 @@ endpoints keep ``Depends(get_db)`` and the new ones use
 ``session_dependency(manager)``. One decorated helper serves both: the old
 endpoints pass it their session (used as is, never committed nor closed by
 the decorator), the new ones call it without one (it joins the request's
-transaction). Run ``python examples/migration_app.py`` for a short demo.
+transaction). Run ``python examples/migration_app.py`` for a short demo; it
+calls the app through Starlette's ``TestClient``, which needs ``pip install
+httpx2`` (Starlette 1.10 and later; older ones take ``httpx``).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -105,8 +106,23 @@ def test_sqlite_file(sqlite_file: Path, backend: str, flavour: str, driver: str)
 def test_a_missing_sqlite_file_fails_and_is_not_created(tmp_path: Path) -> None:
     result = check(f"sqlite:///{tmp_path / 'missing.db'}")
     assert result.returncode == 1
-    assert "no SQLite database file" in result.stderr
+    assert "error: no SQLite database file" in result.stderr  # our message, no class name
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_in_memory_sqlite_names_its_pool() -> None:
+    result = check("sqlite://")
+    assert result.returncode == 0, result.stderr
+    assert "pool             class StaticPool" in result.stdout
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pymysql") is not None, reason="needs a driver that is missing"
+)
+def test_a_missing_driver_says_what_to_install() -> None:
+    result = check("mysql+pymysql://u@127.0.0.1:1/db")
+    assert result.returncode != 0
+    assert "No module named 'pymysql'; install the driver" in result.stderr
 
 
 # -- PostgreSQL --------------------------------------------------------------------------

@@ -93,7 +93,10 @@ def run_check(url: str | None, *, as_json: bool = False, connect_timeout: int = 
     except Exception as exc:  # say what failed, with neither traceback nor password
         silent_timeout = isinstance(exc, TimeoutError) and not str(exc)  # asyncpg's
         detail = f"no answer within {connect_timeout} s" if silent_timeout else exc
-        report["error"] = f"{type(exc).__name__}: {detail}"
+        # Our own failures speak for themselves; a driver's error is named by its class.
+        report["error"] = (
+            str(detail) if isinstance(exc, _CheckFailed) else (f"{type(exc).__name__}: {detail}")
+        )
     report["ok"] = report["error"] is None
     # The password may also be spelt elsewhere (a database name, a driver's message).
     report = {key: scrub(v) if isinstance(v, str) else v for key, v in report.items()}
@@ -187,7 +190,12 @@ async def _probe(manager: Any, scope: Scope, report: Report) -> None:
     report["savepoints"] = rows == ["outer"]
     if not report["savepoints"]:
         raise _CheckFailed(f"rolled back to a SAVEPOINT, yet the rows are {rows}")
-    report["pool"] = manager.monitor.pool_status()
+    pool = manager.monitor.pool_status()
+    if all(value is None for value in pool.values()):
+        # A pool that keeps no figures (StaticPool, NullPool, ...): say which it is.
+        report["pool"] = {"class": type(manager.engine.pool).__name__}
+    else:
+        report["pool"] = pool
 
 
 async def _rows_after_savepoint_rollback(scope: Scope) -> list[str]:

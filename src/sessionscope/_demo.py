@@ -43,7 +43,7 @@ def run_demo() -> int:
             _sync_steps(manager)
             _async_step(path)
             _say(
-                "The manager's counters",
+                "The sync manager's counters",
                 "manager.monitor.snapshot() (a JSON-serialisable dict) after the steps above:",
             )
             print(json.dumps(manager.monitor.snapshot(), indent=2))
@@ -69,6 +69,18 @@ def _sync_steps(manager: SessionManager) -> None:
 
     note = add_note(text="written by a decorated function")
     print(f"   returned Note id={note.id}, still readable after its scope: {note.text!r}")
+
+    _say(
+        "A rollback on error",
+        "an exception leaving the outermost scope rolls everything back, and goes on up.",
+    )
+    before = _count(manager)
+    try:
+        with manager.session_scope() as session:
+            session.add(Note(text="never committed"))
+            raise RuntimeError("the payment failed")
+    except RuntimeError as error:
+        print(f"   caught {error!r}; rows still {_count(manager)} (were {before})")
 
     _say(
         "A savepoint rolled back inside a committed transaction",
@@ -110,6 +122,8 @@ def _async_step(path: Path) -> None:
             async with manager.session_scope() as session:
                 count = await session.scalar(select(func.count()).select_from(Note))
             print(f"   rows now: {count}")
+            snapshot = manager.monitor.snapshot()
+            print(f"   the async manager's counters: {json.dumps(snapshot['transactions'])}")
 
     _say(
         "An async scope",

@@ -258,7 +258,8 @@ class ManagerBase:
             ImportError,
             TypeError,
         ) as exc:
-            raise ConfigurationError(f"cannot create an engine for {shown}: {exc}") from exc
+            hint = _install_hint(exc)
+            raise ConfigurationError(f"cannot create an engine for {shown}: {exc}{hint}") from exc
         try:
             self._check_driver(engine)
         except ConfigurationError:
@@ -307,3 +308,19 @@ def _pool_timeout(engine: Engine, engine_options: Mapping[str, Any]) -> float:
     also for the turn on a pool of one connection, whose class takes no timeout."""
     timeout = engine_options.get("pool_timeout", getattr(engine.pool, "_timeout", 30.0))
     return float(timeout)
+
+
+# The extras of sessionscope that bring a driver, by the module a dialect imports.
+_DRIVER_EXTRAS = {"aiosqlite": "aiosqlite", "asyncpg": "asyncpg", "psycopg": "psycopg"}
+
+
+def _install_hint(error: BaseException) -> str:
+    """What to install when the URL's driver is missing."""
+    missing = getattr(error, "name", None) if isinstance(error, ImportError) else None
+    if not missing:
+        return ""
+    module = missing.split(".")[0]
+    extra = _DRIVER_EXTRAS.get(module)
+    if extra is not None:
+        return f'; pip install "sessionscope[{extra}]"'
+    return f"; install the driver that provides the {module!r} module"

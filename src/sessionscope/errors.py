@@ -2,7 +2,11 @@
 
 Every error of ours derives from :class:`SessionScopeError`; errors of the
 database or the driver pass through unchanged (their types stay, so existing
-``except`` clauses keep working).
+``except`` clauses keep working). Two exceptions to the rule, Python's own
+conventions: a function, callback or listener of the wrong kind (a generator
+decorated with ``with_session``, a coroutine function given to a sync
+``on_commit``) is a ``TypeError``, raised where it is passed in; and
+:class:`Rollback` is not an error but a request, swallowed by the scope.
 """
 
 from __future__ import annotations

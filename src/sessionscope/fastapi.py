@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         f'sessionscope.fastapi needs FastAPI: pip install "sessionscope[fastapi]" ({exc})'
     ) from exc
 
-__all__ = ["request_session", "session_dependency", "session_depends"]
+__all__ = ["session_dependency", "session_depends"]
 
 # Worker threads for a sync manager's request scopes, per event loop: one set
 # that opens scopes (and may wait for a pooled connection), one that ends them
@@ -66,7 +66,7 @@ def _limiter(threads: RunVar[CapacityLimiter]) -> CapacityLimiter:
         return limiter
 
 
-def request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator[Any]]:
+def _request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator[Any]]:
     """The dependency function itself: one scope of ``manager`` per request.
 
     ``options`` are those of ``manager.session_scope()``. It is an async
@@ -109,10 +109,10 @@ def request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator[
 
 
 def session_depends(manager: Any, **options: Any) -> Any:
-    """``Depends(...)`` of the request session, committed before the response.
-
-    For type checkers, spell the parameter yourself:
+    """The bare ``Depends(...)`` of the request session, committed before the response,
+    for an annotation you spell yourself:
     ``session: Annotated[AsyncSession, session_depends(manager)]``.
+    ``session_dependency()`` is that whole annotation, and what most code wants.
     """
     if "scope" not in inspect.signature(Depends).parameters:
         raise ConfigurationError(
@@ -120,11 +120,14 @@ def session_depends(manager: Any, **options: Any) -> Any:
             "response is sent, so a failed COMMIT would reach the client as a success; "
             "sessionscope.fastapi needs FastAPI >= 0.121 (Depends(..., scope='function'))"
         )
-    return Depends(request_session(manager, **options), scope="function")
+    return Depends(_request_session(manager, **options), scope="function")
 
 
 def session_dependency(manager: Any, **options: Any) -> Any:
-    """``Annotated[AsyncSession | Session, Depends(...)]``: the parameter type of an endpoint."""
+    """The parameter type of an endpoint that gets the request's session:
+    ``Annotated[AsyncSession, session_depends(manager, **options)]`` (``Session``
+    for a sync manager). One scope of ``manager`` per request, committed before
+    the response is sent; ``options`` are those of ``session_scope()``."""
     if manager.is_async:
         from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -15,7 +15,10 @@ from typing import Protocol
 
 from ..monitor import SessionMonitor
 
-__all__ = ["Monitored", "check_managers"]
+__all__ = ["BUCKETS", "Monitored", "check_managers"]
+
+# The upper bounds (seconds) of the duration histograms both exporters publish.
+BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Monitored(Protocol):

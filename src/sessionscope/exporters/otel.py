@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..monitor import MonitorEvent
-from . import Monitored, check_managers
+from . import BUCKETS, Monitored, check_managers
 
 try:
     from opentelemetry import metrics
@@ -47,7 +47,6 @@ SAVEPOINT_EVENT = "sessionscope.savepoint.event"
 REASON = "sessionscope.retry.reason"
 
 # Advised histogram bounds in seconds (the SDK's default ones suit milliseconds).
-BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def _histogram(meter: Meter, name: str, description: str) -> Histogram:

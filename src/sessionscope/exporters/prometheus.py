@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from . import Monitored, check_managers
+from . import BUCKETS, Monitored, check_managers
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry
@@ -37,7 +37,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 __all__ = ["BUCKETS", "SessionScopeCollector", "register", "unregister"]
 
 # Upper bounds, in seconds, of the exported histogram buckets (+Inf is added).
-BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 Snapshot = Mapping[str, Any]
 
