@@ -26,6 +26,8 @@ overhead     µs a scope adds over raw SQLAlchemy around ``SELECT 1`` on in-memo
 concurrency  PostgreSQL throughput, raw SQLAlchemy vs ``session_scope``: async
              200 tasks over a pool of 10, sync 8 threads over a pool of 8.
 memory       RSS and tracemalloc growth over 100,000 scopes (monitoring on).
+instructions (only when asked for) own code per sync scope in instructions, counted
+             by valgrind's callgrind: repeatable where timings are not.
 profile      (only when asked for) cProfile of a sync scope: sessionscope's
              functions by own time.
 
@@ -66,6 +68,7 @@ import sessionscope
 from .concurrency import ConcurrencyResult, Settings, run_concurrency
 from .e2e import GroupResult, describe, run_group
 from .harness import Budget, format_table
+from .instructions import run_instructions
 from .memory_growth import run_memory
 from .overhead import OverheadResult, run_overhead
 from .profile_scope import run_profile
@@ -74,7 +77,7 @@ from .workload import Database
 ROOT = Path(__file__).resolve().parent.parent
 
 
-SECTIONS = ("e2e", "overhead", "concurrency", "memory", "profile")
+SECTIONS = ("e2e", "overhead", "concurrency", "memory", "instructions", "profile")
 DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory"
 BACKENDS = ("sqlite", "postgres")
 FLAVOURS = ("sync", "async")
@@ -427,6 +430,17 @@ def run_memory_section(report: Report) -> None:
         report.results["memory"] = memory.as_json()
 
 
+def run_instructions_section(report: Report) -> None:
+    title = "instructions: own code per sync scope (callgrind; in-memory SQLite, monitoring on)"
+    with report.section("instructions", title):
+        counted = run_instructions(1000 if report.args.quick else 3000)
+        if counted is None:
+            report.show("", "  skipped: valgrind is not installed")
+            return
+        report.show("", counted.report())
+        report.results["instructions"] = counted.as_json()
+
+
 def run_profile_section(report: Report) -> None:
     title = "profile: sync session_scope around SELECT 1, monitoring on (cProfile)"
     with report.section("profile", title):
@@ -463,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.close()  # PostgreSQL is no longer needed
         if "memory" in args.sections:
             run_memory_section(report)
+        if "instructions" in args.sections:
+            run_instructions_section(report)
         if "profile" in args.sections:
             run_profile_section(report)
 
