@@ -239,6 +239,9 @@ class SessionScope(ScopeBase):
         session = self.session
         if session is None:
             raise SessionScopeError("a scope exited that was never entered")
+        # Not a token's reset: a token works only in the context it was made in, and
+        # a scope may be left in another (FastAPI runs the halves of a sync dependency
+        # in separate worker threads, each in a copy of the request's context).
         innermost.set(self.parent)
         forked = self.owner is FORKED
         self.owner = ENDED
