@@ -48,6 +48,8 @@ REPLACEMENTS: dict[str, str] = {
     "AsyncScopedSession": "ScopedSession",
     "async_session_scope": "session_scope",
     "async_with_session": "with_session",
+    "AsyncIsolation": "Isolation",
+    "async_isolated": "isolated",
     # modules: each part of a dotted name is a token of its own
     "_async": "_sync",
     "_async_compat": "_sync_compat",

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import IllegalStateChangeError, MissingGreenlet
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -54,6 +54,7 @@ __all__ = [
     "listen_session_events",
     "other_flavour",
     "run_callbacks",
+    "run_on_connection",
     "run_shielded",
     "sleep",
     "sync_engine_of",
@@ -216,3 +217,8 @@ async def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..
                 await result
         except Exception:
             log(logging.ERROR, "callback %r failed", callback, exc_info=True)
+
+
+async def run_on_connection(connection: AsyncConnection, fn: Callable[[Connection], _R]) -> _R:
+    """Run ``fn`` with the sync Connection under ``connection`` (where it may block)."""
+    return await connection.run_sync(fn)

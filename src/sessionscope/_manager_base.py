@@ -22,6 +22,7 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from . import _fork
 from ._begin import begin_listener
+from ._isolation import Isolated
 from ._options import (
     ISOLATION_LEVELS,
     ScopeOptions,
@@ -96,8 +97,11 @@ class ManagerBase:
         # A pool that hands every session the same connection: scopes take turns.
         self._turns: Any = None
         sync_engine = self._sync_engine
+        self._pool_timeout = _pool_timeout(sync_engine, engine_options)
         if isinstance(sync_engine.pool, StaticPool | SingletonThreadPool):
-            self._turns = self._flavour.turns_class(_pool_timeout(sync_engine, engine_options))
+            self._turns = self._flavour.turns_class(self._pool_timeout)
+        # A test's isolation (sessionscope.testing), while one is active.
+        self._isolation: Isolated | None = None
         # Engines that set an isolation level on the connections they check out, by level.
         self._isolated_binds: dict[str, Any] = {}
         self._monitoring = config.enable_monitoring

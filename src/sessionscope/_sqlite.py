@@ -47,7 +47,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
-__all__ = ["begin_sqlite_transaction", "prepare_sqlite", "restore_query_only"]
+__all__ = [
+    "begin_connection",
+    "begin_sqlite_transaction",
+    "prepare_sqlite",
+    "restore_query_only",
+]
 
 _DRIVERS = frozenset({"pysqlite", "aiosqlite"})
 
@@ -86,6 +91,17 @@ def begin_sqlite_transaction(session: Any, transaction: Any, connection: Connect
         except sqlite3.ProgrammingError:
             _run_in_driver_thread(connection, "PRAGMA query_only = ON")
         connection.connection.info[_QUERY_ONLY] = True
+
+
+def begin_connection(connection: Connection) -> None:
+    """A real BEGIN now, on a SQLite connection whose transaction SQLAlchemy began: the
+    driver defers BEGIN to the first write, and a SAVEPOINT would otherwise start the
+    transaction, which SQLite then commits when that savepoint is released."""
+    if connection.dialect.name != "sqlite":
+        return
+    raw = _sqlite3_connection(connection.connection.driver_connection)
+    if raw is not None and not raw.in_transaction:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _run_in_driver_thread(connection: Connection, sql: str) -> None:

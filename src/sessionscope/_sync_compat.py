@@ -41,6 +41,7 @@ __all__ = [
     "listen_session_events",
     "other_flavour",
     "run_callbacks",
+    "run_on_connection",
     "run_shielded",
     "sessionmaker",
     "sleep",
@@ -168,3 +169,8 @@ def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..., Non
             callback()
         except Exception:
             log(logging.ERROR, "callback %r failed", callback, exc_info=True)
+
+
+def run_on_connection(connection: Connection, fn: Callable[[Connection], _R]) -> _R:
+    """Run ``fn`` with ``connection`` (the async twin hands it the sync one)."""
+    return fn(connection)

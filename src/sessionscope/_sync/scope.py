@@ -121,20 +121,22 @@ class SessionScope(ScopeBase):
                 % manager.name
             )
         else:
-            if parent is not None and manager._turns is not None:
+            if parent is not None and manager._turns is not None and manager._isolation is None:
                 raise ConfigurationError(
                     "propagation='requires_new' needs a connection of its own, and every "
                     "session of %s gets the same one (an in-memory SQLite database): use a "
                     "database file, or another propagation" % manager.name
                 )
-            session = self._open()
+            # In a test's isolation, requires_new inside a scope shares its connection,
+            # and the turn that scope holds.
+            session = self._open(take_turn=parent is None)
         self.session = session
         self.parent = enclosing
         self.owner = owner
         innermost.set(self)
         return session
 
-    def _open(self) -> ScopedSession:
+    def _open(self, take_turn: bool = True) -> ScopedSession:
         """A new session with its connection and transaction, owned by this scope. A
         refused connection is retried per the options (a body never can be: this
         happens before it runs)."""
@@ -143,7 +145,7 @@ class SessionScope(ScopeBase):
         while True:
             session = self._new_session()
             try:
-                self._connect(session)
+                self._connect(session, take_turn)
                 return session
             except Exception as error:
                 reason = transient_reason(error, connecting=True)
@@ -157,7 +159,16 @@ class SessionScope(ScopeBase):
         manager = self.manager
         options = self._options
         session: ScopedSession
-        if options.isolation_level is None:
+        isolation = manager._isolation
+        if isolation is not None:
+            if options.read_only or options.isolation_level is not None:
+                raise ConfigurationError(
+                    "read_only and isolation_level are not available inside a test's "
+                    "isolation yet (sessionscope.testing): its scopes are savepoints of one "
+                    "transaction, whose mode and level they cannot change"
+                )
+            session = isolation.session(manager)
+        elif options.isolation_level is None:
             session = manager.sessionmaker()
         else:
             session = manager._isolated_session(options.isolation_level)
@@ -175,15 +186,16 @@ class SessionScope(ScopeBase):
             manager._log(logging.DEBUG, "session opened", transaction_id=transaction_id)
         return session
 
-    def _connect(self, session: ScopedSession) -> None:
+    def _connect(self, session: ScopedSession, take_turn: bool) -> None:
         """Take the turn (on a pool of one connection), then the connection; a session
         that did not get it is closed before the error goes on."""
         manager = self.manager
         if manager._monitoring:
             self._started = perf_counter()
         try:
-            turns = manager._turns
-            if turns is not None:  # given back when the session is closed
+            isolation = manager._isolation
+            turns = manager._turns if isolation is None else isolation.turns
+            if turns is not None and take_turn:  # given back when the session is closed
                 if not turns.take():
                     raise turns.timed_out()
                 self._turns = turns
@@ -341,7 +353,18 @@ class SessionScope(ScopeBase):
             session._sessionscope_scope = self
         if committed:
             self._committed_in_body = True
-        self._run_callbacks(level.take_callbacks(committed))
+            self._run_on_commit(level.take_callbacks(committed))
+        else:
+            self._run_callbacks(level.take_callbacks(committed))
+
+    def _run_on_commit(self, callbacks: list[Callable[[], object]] | None) -> None:
+        """The on_commit callbacks of a committed transaction: run, or kept for the test
+        by an isolation that captures them."""
+        isolation = self.manager._isolation
+        if callbacks and isolation is not None and isolation.capture is not None:
+            isolation.capture.extend(callbacks)
+        else:
+            self._run_callbacks(callbacks)
 
     def _run_callbacks(self, callbacks: list[Callable[[], object]] | None) -> None:
         if callbacks:
@@ -446,7 +469,10 @@ class SessionScope(ScopeBase):
                 turns.give_back()
             self._ended(level, None, None)
         if level.on_commit:
-            run_callbacks(level.on_commit, manager._log)
+            if manager._isolation is None:
+                run_callbacks(level.on_commit, manager._log)
+            else:
+                self._run_on_commit(level.on_commit)
 
     def _rolled_back(
         self,

@@ -1,0 +1,105 @@
+"""A test's isolation of this flavour's managers: see ``_isolation.py`` and
+``sessionscope.testing``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from .._async_compat import Turns, call_maybe_async, run_on_connection
+from .._isolation import Isolated, OnCommit, check_isolation_arguments
+from .._sqlite import begin_connection
+from ..errors import SessionScopeError
+from .manager import AsyncSessionManager
+
+__all__ = ["AsyncIsolation", "async_isolated"]
+
+
+class AsyncIsolation:
+    """While entered, the managers' scopes run in a transaction rolled back at the exit.
+
+    ``on_commit_callbacks`` holds, in order, the ``on_commit`` callbacks of the
+    scopes that committed, when ``on_commit="capture"``; ``run_on_commit()`` runs
+    and forgets them.
+    """
+
+    def __init__(self, managers: tuple[AsyncSessionManager, ...], on_commit: OnCommit) -> None:
+        check_isolation_arguments(managers, AsyncSessionManager, on_commit, "async_isolated")
+        self._managers = managers
+        self._capture = on_commit == "capture"
+        self.on_commit_callbacks: list[Callable[[], object]] = []
+        self._entered: list[AsyncSessionManager] = []
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            raise SessionScopeError("an isolation is entered once; make another")
+        try:
+            for manager in self._managers:
+                await self._isolate(manager)
+        except BaseException:
+            await self._release()
+            raise
+        return self
+
+    async def _isolate(self, manager: AsyncSessionManager) -> None:
+        outer = manager._isolation
+        if outer is None:
+            connection = await manager.engine.connect()
+            try:
+                transaction = await connection.begin()
+                await run_on_connection(connection, begin_connection)
+            except BaseException:
+                await connection.close()
+                raise
+            turns = Turns(manager._pool_timeout)
+        else:
+            # Nested: a savepoint of the enclosing isolation's transaction.
+            connection = outer.connection
+            transaction = await connection.begin_nested()
+            turns = outer.turns
+        capture = self.on_commit_callbacks if self._capture else None
+        manager._isolation = Isolated(connection, transaction, outer, turns, capture)
+        self._entered.append(manager)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._release()
+
+    async def _release(self) -> None:
+        """Roll back what the managers did, and give them back as they were."""
+        while self._entered:
+            manager = self._entered.pop()
+            isolated = manager._isolation
+            assert isolated is not None
+            manager._isolation = isolated.outer
+            try:
+                if isolated.transaction.is_active:
+                    await isolated.transaction.rollback()
+            finally:
+                if isolated.outer is None:
+                    await isolated.connection.close()
+
+    async def run_on_commit(self) -> None:
+        """Run the captured ``on_commit`` callbacks, in order, and forget them."""
+        callbacks, self.on_commit_callbacks[:] = list(self.on_commit_callbacks), []
+        for callback in callbacks:
+            await call_maybe_async(callback)
+
+
+def async_isolated(*managers: AsyncSessionManager, on_commit: OnCommit = "run") -> AsyncIsolation:
+    """Isolate a test's use of ``managers``: ``async with async_isolated(manager) as iso:``.
+
+    Every scope of the managers (decorators, module-level functions on a default
+    manager, FastAPI dependencies) then runs on one connection per manager, in
+    a transaction rolled back at the exit: an outermost scope is a SAVEPOINT,
+    its commit releases it, its rollback (or an exception) rolls back to it,
+    the body's own ``session.commit()`` works, ``requires_new`` is a savepoint
+    too (so not independent of its caller here), retries roll back to the
+    savepoint and re-run. Data committed before is visible. Isolations nest.
+    """
+    return AsyncIsolation(managers, on_commit)

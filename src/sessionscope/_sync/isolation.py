@@ -1,0 +1,108 @@
+# Generated from src/sessionscope/_async/isolation.py
+# by tools/generate_sync.py: do not edit.
+# Edit the file under _async/ and run: python tools/generate_sync.py
+"""A test's isolation of this flavour's managers: see ``_isolation.py`` and
+``sessionscope.testing``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from .._isolation import Isolated, OnCommit, check_isolation_arguments
+from .._sqlite import begin_connection
+from .._sync_compat import Turns, call_maybe_async, run_on_connection
+from ..errors import SessionScopeError
+from .manager import SessionManager
+
+__all__ = ["Isolation", "isolated"]
+
+
+class Isolation:
+    """While entered, the managers' scopes run in a transaction rolled back at the exit.
+
+    ``on_commit_callbacks`` holds, in order, the ``on_commit`` callbacks of the
+    scopes that committed, when ``on_commit="capture"``; ``run_on_commit()`` runs
+    and forgets them.
+    """
+
+    def __init__(self, managers: tuple[SessionManager, ...], on_commit: OnCommit) -> None:
+        check_isolation_arguments(managers, SessionManager, on_commit, "isolated")
+        self._managers = managers
+        self._capture = on_commit == "capture"
+        self.on_commit_callbacks: list[Callable[[], object]] = []
+        self._entered: list[SessionManager] = []
+
+    def __enter__(self) -> Self:
+        if self._entered:
+            raise SessionScopeError("an isolation is entered once; make another")
+        try:
+            for manager in self._managers:
+                self._isolate(manager)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _isolate(self, manager: SessionManager) -> None:
+        outer = manager._isolation
+        if outer is None:
+            connection = manager.engine.connect()
+            try:
+                transaction = connection.begin()
+                run_on_connection(connection, begin_connection)
+            except BaseException:
+                connection.close()
+                raise
+            turns = Turns(manager._pool_timeout)
+        else:
+            # Nested: a savepoint of the enclosing isolation's transaction.
+            connection = outer.connection
+            transaction = connection.begin_nested()
+            turns = outer.turns
+        capture = self.on_commit_callbacks if self._capture else None
+        manager._isolation = Isolated(connection, transaction, outer, turns, capture)
+        self._entered.append(manager)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Roll back what the managers did, and give them back as they were."""
+        while self._entered:
+            manager = self._entered.pop()
+            isolated = manager._isolation
+            assert isolated is not None
+            manager._isolation = isolated.outer
+            try:
+                if isolated.transaction.is_active:
+                    isolated.transaction.rollback()
+            finally:
+                if isolated.outer is None:
+                    isolated.connection.close()
+
+    def run_on_commit(self) -> None:
+        """Run the captured ``on_commit`` callbacks, in order, and forget them."""
+        callbacks, self.on_commit_callbacks[:] = list(self.on_commit_callbacks), []
+        for callback in callbacks:
+            call_maybe_async(callback)
+
+
+def isolated(*managers: SessionManager, on_commit: OnCommit = "run") -> Isolation:
+    """Isolate a test's use of ``managers``: ``async with async_isolated(manager) as iso:``.
+
+    Every scope of the managers (decorators, module-level functions on a default
+    manager, FastAPI dependencies) then runs on one connection per manager, in
+    a transaction rolled back at the exit: an outermost scope is a SAVEPOINT,
+    its commit releases it, its rollback (or an exception) rolls back to it,
+    the body's own ``session.commit()`` works, ``requires_new`` is a savepoint
+    too (so not independent of its caller here), retries roll back to the
+    savepoint and re-run. Data committed before is visible. Isolations nest.
+    """
+    return Isolation(managers, on_commit)

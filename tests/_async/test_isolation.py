@@ -1,0 +1,192 @@
+"""sessionscope.testing, tested on itself: whatever the code under test does inside
+an isolation, nothing of it survives the isolation, and the managers work as
+before afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from sessionscope import ConfigurationError, SessionScopeError, on_commit
+from sessionscope._async import AsyncSessionManager
+from sessionscope._async.isolation import async_isolated
+from sessionscope._async_compat import AsyncSession
+from tests._async_compat import run_concurrently
+from tests.models import User
+from tests.support import Database
+
+
+class Boom(Exception):
+    pass
+
+
+async def names_in(manager: AsyncSessionManager) -> list[str]:
+    """What a scope of ``manager`` sees (inside an isolation: its uncommitted work)."""
+    async with manager.session_scope() as session:
+        return sorted((await session.scalars(select(User.name))).all())
+
+
+async def test_nothing_survives_whatever_the_code_under_test_did(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    @manager.with_session
+    async def helper(session: AsyncSession, name: str) -> None:
+        session.add(User(name=name))
+
+    async with async_isolated(manager):
+        async with manager.session_scope() as session:
+            session.add(User(name="committed"))
+        await helper("decorated")
+        async with manager.session_scope() as session:
+            session.add(User(name="own commit"))
+            await session.commit()  # releases the savepoint; the scope goes on
+            session.add(User(name="after own commit"))
+        async with manager.session_scope() as session:
+            session.add(User(name="nested outer"))
+            async with manager.session_scope(propagation="nested") as inner:
+                inner.add(User(name="nested inner"))
+            async with manager.session_scope(propagation="requires_new") as other:
+                other.add(User(name="requires new"))
+        with pytest.raises(Boom):
+            async with manager.session_scope() as session:
+                session.add(User(name="raised"))
+                raise Boom
+        async with manager.session_scope() as session:
+            session.add(User(name="rolled back"))
+            await session.rollback()
+        assert await names_in(manager) == [
+            "after own commit",
+            "committed",
+            "decorated",
+            "nested inner",
+            "nested outer",
+            "own commit",
+            "requires new",
+        ]
+        assert database.count() == 0  # nothing is committed for anyone else to see
+    assert database.count() == 0
+    async with manager.session_scope() as session:  # as before, afterwards
+        session.add(User(name="real"))
+    assert database.names() == ["real"]
+
+
+async def test_data_from_before_the_isolation_is_visible(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    async with manager.session_scope() as session:
+        session.add(User(name="fixture"))
+    async with async_isolated(manager):
+        assert await names_in(manager) == ["fixture"]
+        async with manager.session_scope() as session:
+            (await session.scalars(select(User))).one().name = "renamed"
+        assert await names_in(manager) == ["renamed"]
+    assert database.names() == ["fixture"]
+
+
+async def test_a_retry_rolls_back_to_the_savepoint_and_re_runs(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=2, retry_on=lambda error: isinstance(error, Boom))
+    async def flaky(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="attempt %d" % attempts))
+        await session.flush()
+        if attempts == 1:
+            raise Boom
+
+    async with async_isolated(manager):
+        await flaky()
+        assert await names_in(manager) == ["attempt 2"]
+    assert attempts == 2
+    assert database.count() == 0
+
+
+async def test_callbacks_run_when_the_savepoint_is_released(
+    manager: AsyncSessionManager,
+) -> None:
+    seen: list[str] = []
+    async with async_isolated(manager):
+        async with manager.session_scope():
+            on_commit(lambda: seen.append("committed"))
+            assert seen == []
+        assert seen == ["committed"]
+        with pytest.raises(Boom):
+            async with manager.session_scope():
+                on_commit(lambda: seen.append("never"))
+                raise Boom
+    assert seen == ["committed"]
+
+
+async def test_captured_callbacks_wait_for_the_test(manager: AsyncSessionManager) -> None:
+    seen: list[str] = []
+    async with async_isolated(manager, on_commit="capture") as isolation:
+        async with manager.session_scope() as session:
+            on_commit(lambda: seen.append("first"))
+            await session.commit()  # the body's own commit: captured too
+            on_commit(lambda: seen.append("second"))
+        assert seen == []
+        assert len(isolation.on_commit_callbacks) == 2
+        await isolation.run_on_commit()
+        assert seen == ["first", "second"]
+        assert isolation.on_commit_callbacks == []
+
+
+async def test_isolations_nest(manager: AsyncSessionManager, database: Database) -> None:
+    async with async_isolated(manager):
+        async with manager.session_scope() as session:
+            session.add(User(name="module data"))
+        async with async_isolated(manager):
+            async with manager.session_scope() as session:
+                session.add(User(name="one test's data"))
+            assert await names_in(manager) == ["module data", "one test's data"]
+        assert await names_in(manager) == ["module data"]
+    assert database.count() == 0
+
+
+async def test_concurrent_scopes_take_turns_on_the_one_connection(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    async def worker(n: int) -> None:
+        async with manager.session_scope() as session:
+            session.add(User(name="worker %02d" % n))
+            await session.flush()
+            count = await session.scalar(select(func.count()).select_from(User))
+            assert count is not None and count >= 1
+
+    async with async_isolated(manager):
+        outcomes = await run_concurrently(*[lambda n=n: worker(n) for n in range(50)])
+        assert [o for o in outcomes if isinstance(o, BaseException)] == []
+        assert len(await names_in(manager)) == 50
+    assert database.count() == 0
+
+
+async def test_bad_arguments_fail_at_once(manager: AsyncSessionManager) -> None:
+    with pytest.raises(ConfigurationError, match="on_commit='later'"):
+        async_isolated(manager, on_commit="later")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="takes"):
+        async_isolated(object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="at least one"):
+        async_isolated()
+    with pytest.raises(ConfigurationError, match="same manager twice"):
+        async_isolated(manager, manager)
+    isolation = async_isolated(manager)
+    async with isolation:
+        with pytest.raises(SessionScopeError, match="entered once"):
+            async with isolation:
+                pass
+
+
+async def test_options_an_isolation_cannot_give_are_refused(
+    manager: AsyncSessionManager,
+) -> None:
+    options: dict[str, Any]
+    async with async_isolated(manager):
+        for options in ({"read_only": True}, {"isolation_level": "SERIALIZABLE"}):
+            with pytest.raises(ConfigurationError, match="inside a test's isolation"):
+                async with manager.session_scope(**options):
+                    pass

@@ -1,0 +1,195 @@
+# Generated from tests/_async/test_isolation.py
+# by tools/generate_sync.py: do not edit.
+# Edit the file under _async/ and run: python tools/generate_sync.py
+"""sessionscope.testing, tested on itself: whatever the code under test does inside
+an isolation, nothing of it survives the isolation, and the managers work as
+before afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from sessionscope import ConfigurationError, SessionScopeError, on_commit
+from sessionscope._sync import SessionManager
+from sessionscope._sync.isolation import isolated
+from sessionscope._sync_compat import Session
+from tests._sync_compat import run_concurrently
+from tests.models import User
+from tests.support import Database
+
+
+class Boom(Exception):
+    pass
+
+
+def names_in(manager: SessionManager) -> list[str]:
+    """What a scope of ``manager`` sees (inside an isolation: its uncommitted work)."""
+    with manager.session_scope() as session:
+        return sorted((session.scalars(select(User.name))).all())
+
+
+def test_nothing_survives_whatever_the_code_under_test_did(
+    manager: SessionManager, database: Database
+) -> None:
+    @manager.with_session
+    def helper(session: Session, name: str) -> None:
+        session.add(User(name=name))
+
+    with isolated(manager):
+        with manager.session_scope() as session:
+            session.add(User(name="committed"))
+        helper("decorated")
+        with manager.session_scope() as session:
+            session.add(User(name="own commit"))
+            session.commit()  # releases the savepoint; the scope goes on
+            session.add(User(name="after own commit"))
+        with manager.session_scope() as session:
+            session.add(User(name="nested outer"))
+            with manager.session_scope(propagation="nested") as inner:
+                inner.add(User(name="nested inner"))
+            with manager.session_scope(propagation="requires_new") as other:
+                other.add(User(name="requires new"))
+        with pytest.raises(Boom):
+            with manager.session_scope() as session:
+                session.add(User(name="raised"))
+                raise Boom
+        with manager.session_scope() as session:
+            session.add(User(name="rolled back"))
+            session.rollback()
+        assert names_in(manager) == [
+            "after own commit",
+            "committed",
+            "decorated",
+            "nested inner",
+            "nested outer",
+            "own commit",
+            "requires new",
+        ]
+        assert database.count() == 0  # nothing is committed for anyone else to see
+    assert database.count() == 0
+    with manager.session_scope() as session:  # as before, afterwards
+        session.add(User(name="real"))
+    assert database.names() == ["real"]
+
+
+def test_data_from_before_the_isolation_is_visible(
+    manager: SessionManager, database: Database
+) -> None:
+    with manager.session_scope() as session:
+        session.add(User(name="fixture"))
+    with isolated(manager):
+        assert names_in(manager) == ["fixture"]
+        with manager.session_scope() as session:
+            (session.scalars(select(User))).one().name = "renamed"
+        assert names_in(manager) == ["renamed"]
+    assert database.names() == ["fixture"]
+
+
+def test_a_retry_rolls_back_to_the_savepoint_and_re_runs(
+    manager: SessionManager, database: Database
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=2, retry_on=lambda error: isinstance(error, Boom))
+    def flaky(session: Session) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="attempt %d" % attempts))
+        session.flush()
+        if attempts == 1:
+            raise Boom
+
+    with isolated(manager):
+        flaky()
+        assert names_in(manager) == ["attempt 2"]
+    assert attempts == 2
+    assert database.count() == 0
+
+
+def test_callbacks_run_when_the_savepoint_is_released(
+    manager: SessionManager,
+) -> None:
+    seen: list[str] = []
+    with isolated(manager):
+        with manager.session_scope():
+            on_commit(lambda: seen.append("committed"))
+            assert seen == []
+        assert seen == ["committed"]
+        with pytest.raises(Boom):
+            with manager.session_scope():
+                on_commit(lambda: seen.append("never"))
+                raise Boom
+    assert seen == ["committed"]
+
+
+def test_captured_callbacks_wait_for_the_test(manager: SessionManager) -> None:
+    seen: list[str] = []
+    with isolated(manager, on_commit="capture") as isolation:
+        with manager.session_scope() as session:
+            on_commit(lambda: seen.append("first"))
+            session.commit()  # the body's own commit: captured too
+            on_commit(lambda: seen.append("second"))
+        assert seen == []
+        assert len(isolation.on_commit_callbacks) == 2
+        isolation.run_on_commit()
+        assert seen == ["first", "second"]
+        assert isolation.on_commit_callbacks == []
+
+
+def test_isolations_nest(manager: SessionManager, database: Database) -> None:
+    with isolated(manager):
+        with manager.session_scope() as session:
+            session.add(User(name="module data"))
+        with isolated(manager):
+            with manager.session_scope() as session:
+                session.add(User(name="one test's data"))
+            assert names_in(manager) == ["module data", "one test's data"]
+        assert names_in(manager) == ["module data"]
+    assert database.count() == 0
+
+
+def test_concurrent_scopes_take_turns_on_the_one_connection(
+    manager: SessionManager, database: Database
+) -> None:
+    def worker(n: int) -> None:
+        with manager.session_scope() as session:
+            session.add(User(name="worker %02d" % n))
+            session.flush()
+            count = session.scalar(select(func.count()).select_from(User))
+            assert count is not None and count >= 1
+
+    with isolated(manager):
+        outcomes = run_concurrently(*[lambda n=n: worker(n) for n in range(50)])
+        assert [o for o in outcomes if isinstance(o, BaseException)] == []
+        assert len(names_in(manager)) == 50
+    assert database.count() == 0
+
+
+def test_bad_arguments_fail_at_once(manager: SessionManager) -> None:
+    with pytest.raises(ConfigurationError, match="on_commit='later'"):
+        isolated(manager, on_commit="later")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="takes"):
+        isolated(object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="at least one"):
+        isolated()
+    with pytest.raises(ConfigurationError, match="same manager twice"):
+        isolated(manager, manager)
+    isolation = isolated(manager)
+    with isolation:
+        with pytest.raises(SessionScopeError, match="entered once"):
+            with isolation:
+                pass
+
+
+def test_options_an_isolation_cannot_give_are_refused(
+    manager: SessionManager,
+) -> None:
+    options: dict[str, Any]
+    with isolated(manager):
+        for options in ({"read_only": True}, {"isolation_level": "SERIALIZABLE"}):
+            with pytest.raises(ConfigurationError, match="inside a test's isolation"):
+                with manager.session_scope(**options):
+                    pass
