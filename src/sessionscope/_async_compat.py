@@ -55,6 +55,7 @@ __all__ = [
     "other_flavour",
     "run_callbacks",
     "run_on_connection",
+    "running_loop",
     "run_shielded",
     "sleep",
     "sync_engine_of",
@@ -222,3 +223,7 @@ async def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..
 async def run_on_connection(connection: AsyncConnection, fn: Callable[[Connection], _R]) -> _R:
     """Run ``fn`` with the sync Connection under ``connection`` (where it may block)."""
     return await connection.run_sync(fn)
+
+
+# The event loop running this code: what an AsyncConnection belongs to.
+running_loop: Callable[[], object] = asyncio.get_running_loop

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SessionScopeError
 
 __all__ = ["ON_COMMIT_MODES", "Isolated", "check_isolation_arguments"]
 
@@ -25,7 +25,7 @@ ON_COMMIT_MODES: tuple[OnCommit, ...] = ("run", "capture")
 class Isolated:
     """A manager's state under one isolation (``manager._isolation``)."""
 
-    __slots__ = ("capture", "connection", "outer", "transaction", "turns")
+    __slots__ = ("capture", "connection", "loop", "outer", "transaction", "turns")
 
     def __init__(
         self,
@@ -34,6 +34,7 @@ class Isolated:
         outer: Isolated | None,
         turns: Any,
         capture: list[Callable[[], object]] | None,
+        loop: object,
     ) -> None:
         self.connection = connection  # the flavour's Connection
         self.transaction = transaction  # rolled back at the isolation's end
@@ -43,9 +44,18 @@ class Isolated:
         self.turns = turns
         # The list on_commit callbacks go to instead of running (on_commit="capture").
         self.capture = capture
+        # The event loop the connection belongs to (async), or None (sync).
+        self.loop = loop
 
-    def session(self, manager: Any) -> Any:
+    def session(self, manager: Any, loop: object) -> Any:
         """A session of ``manager`` whose transactions are savepoints on the connection."""
+        if loop is not self.loop:
+            raise SessionScopeError(
+                f"a scope of {manager.name} was opened in another event loop than the "
+                "test's isolation, whose connection belongs to the test's loop (Starlette's "
+                "TestClient runs the app in a thread and loop of its own): call the app "
+                "with httpx's AsyncClient(transport=ASGITransport(app)) in the test instead"
+            )
         return manager.sessionmaker(bind=self.connection, join_transaction_mode="create_savepoint")
 
 

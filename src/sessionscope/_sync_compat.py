@@ -42,6 +42,7 @@ __all__ = [
     "other_flavour",
     "run_callbacks",
     "run_on_connection",
+    "running_loop",
     "run_shielded",
     "sessionmaker",
     "sleep",
@@ -174,3 +175,8 @@ def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..., Non
 def run_on_connection(connection: Connection, fn: Callable[[Connection], _R]) -> _R:
     """Run ``fn`` with ``connection`` (the async twin hands it the sync one)."""
     return fn(connection)
+
+
+def running_loop() -> object:
+    """Sync connections belong to no event loop."""
+    return None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from .._async_compat import Turns, call_maybe_async, run_on_connection
+from .._async_compat import Turns, call_maybe_async, run_on_connection, running_loop
 from .._isolation import Isolated, OnCommit, check_isolation_arguments
 from .._sqlite import begin_connection
 from ..errors import SessionScopeError
@@ -59,7 +59,9 @@ class AsyncIsolation:
             transaction = await connection.begin_nested()
             turns = outer.turns
         capture = self.on_commit_callbacks if self._capture else None
-        manager._isolation = Isolated(connection, transaction, outer, turns, capture)
+        manager._isolation = Isolated(
+            connection, transaction, outer, turns, capture, running_loop()
+        )
         self._entered.append(manager)
 
     async def __aexit__(

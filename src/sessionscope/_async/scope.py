@@ -21,6 +21,7 @@ from .._async_compat import (
     has_pending_changes,
     run_callbacks,
     run_shielded,
+    running_loop,
     sleep,
 )
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
@@ -164,7 +165,7 @@ class AsyncSessionScope(ScopeBase):
                     "isolation yet (sessionscope.testing): its scopes are savepoints of one "
                     "transaction, whose mode and level they cannot change"
                 )
-            session = isolation.session(manager)
+            session = isolation.session(manager, running_loop())
         elif options.isolation_level is None:
             session = manager.sessionmaker()
         else:

@@ -12,7 +12,7 @@ from typing import Self
 
 from .._isolation import Isolated, OnCommit, check_isolation_arguments
 from .._sqlite import begin_connection
-from .._sync_compat import Turns, call_maybe_async, run_on_connection
+from .._sync_compat import Turns, call_maybe_async, run_on_connection, running_loop
 from ..errors import SessionScopeError
 from .manager import SessionManager
 
@@ -62,7 +62,9 @@ class Isolation:
             transaction = connection.begin_nested()
             turns = outer.turns
         capture = self.on_commit_callbacks if self._capture else None
-        manager._isolation = Isolated(connection, transaction, outer, turns, capture)
+        manager._isolation = Isolated(
+            connection, transaction, outer, turns, capture, running_loop()
+        )
         self._entered.append(manager)
 
     def __exit__(

@@ -27,6 +27,7 @@ from .._sync_compat import (
     has_pending_changes,
     run_callbacks,
     run_shielded,
+    running_loop,
     sleep,
 )
 from .._transient import commit_may_have_landed, transient_reason
@@ -167,7 +168,7 @@ class SessionScope(ScopeBase):
                     "isolation yet (sessionscope.testing): its scopes are savepoints of one "
                     "transaction, whose mode and level they cannot change"
                 )
-            session = isolation.session(manager)
+            session = isolation.session(manager, running_loop())
         elif options.isolation_level is None:
             session = manager.sessionmaker()
         else:
