@@ -16,16 +16,62 @@ from typing import Any, Literal
 
 from .errors import ConfigurationError, SessionScopeError
 
-__all__ = ["ON_COMMIT_MODES", "Isolated", "check_isolation_arguments"]
+__all__ = ["FAULTS", "ON_COMMIT_MODES", "Faults", "Isolated", "check_isolation_arguments"]
 
 OnCommit = Literal["run", "capture"]
 ON_COMMIT_MODES: tuple[OnCommit, ...] = ("run", "capture")
 
 
+# The faults iso.inject() can make a virtual COMMIT fail with: the SQLSTATE the
+# server raises, and whether it comes while COMMIT is in flight (else just before).
+FAULTS: dict[str, tuple[str, bool]] = {
+    "serialization_failure": ("40001", True),
+    "deadlock": ("40P01", True),
+    "connection_lost": ("08006", False),
+    "commit_outcome_unknown": ("08006", True),
+}
+
+
+class Faults:
+    """The faults still to inject, in order: each is used by one virtual COMMIT."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+
+    def add(self, fault: object, times: object, dialects: set[str]) -> None:
+        if fault not in FAULTS:
+            raise ConfigurationError(
+                f"inject({fault!r}): choose one of {', '.join(repr(f) for f in FAULTS)}"
+            )
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise ConfigurationError(f"inject(times={times!r}): a whole number, 1 or more")
+        others = sorted(dialects - {"postgresql"})
+        if others:
+            raise ConfigurationError(
+                f"inject() is available on PostgreSQL; not yet on {', '.join(others)}, where "
+                "the driver's own errors cannot be raised on demand in an isolation"
+            )
+        self.pending.extend([str(fault)] * times)
+
+    def statement(self, in_flight: bool) -> str | None:
+        """The SQL that makes the server raise the next fault, if it is due now."""
+        if not self.pending:
+            return None
+        fault = self.pending[0]
+        sqlstate, at_commit = FAULTS[fault]
+        if at_commit is not in_flight:
+            return None
+        self.pending.pop(0)
+        return (
+            f"DO $$ BEGIN RAISE EXCEPTION 'sessionscope.testing injected {fault}' "
+            f"USING ERRCODE = '{sqlstate}'; END $$"
+        )
+
+
 class Isolated:
     """A manager's state under one isolation (``manager._isolation``)."""
 
-    __slots__ = ("capture", "connection", "loop", "outer", "transaction", "turns")
+    __slots__ = ("capture", "connection", "faults", "loop", "outer", "transaction", "turns")
 
     def __init__(
         self,
@@ -35,6 +81,7 @@ class Isolated:
         turns: Any,
         capture: list[Callable[[], object]] | None,
         loop: object,
+        faults: Faults,
     ) -> None:
         self.connection = connection  # the flavour's Connection
         self.transaction = transaction  # rolled back at the isolation's end
@@ -46,6 +93,7 @@ class Isolated:
         self.capture = capture
         # The event loop the connection belongs to (async), or None (sync).
         self.loop = loop
+        self.faults = faults  # the isolation's: iso.inject()
 
     def session(self, manager: Any, loop: object) -> Any:
         """A session of ``manager`` whose transactions are savepoints on the connection."""

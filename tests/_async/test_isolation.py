@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from sessionscope import ConfigurationError, SessionScopeError, on_commit
+from sessionscope import (
+    CommitOutcomeUnknownError,
+    ConfigurationError,
+    SessionScopeError,
+    on_commit,
+)
 from sessionscope._async import AsyncSessionManager
 from sessionscope._async.isolation import async_isolated
 from sessionscope._async_compat import AsyncSession
@@ -190,3 +195,75 @@ async def test_options_an_isolation_cannot_give_are_refused(
             with pytest.raises(ConfigurationError, match="inside a test's isolation"):
                 async with manager.session_scope(**options):
                     pass
+
+
+# -- injected faults: the real driver's error through the real classification ------------
+
+
+async def _inject_or_skip(isolation: Any, database: Database, fault: str, times: int) -> bool:
+    if database.is_postgres:
+        isolation.inject(fault, times=times)
+        return True
+    with pytest.raises(ConfigurationError, match="available on PostgreSQL"):
+        isolation.inject(fault, times=times)
+    return False
+
+
+@pytest.mark.parametrize("fault", ["serialization_failure", "deadlock", "connection_lost"])
+async def test_an_injected_transient_fault_is_retried(
+    manager: AsyncSessionManager, database: Database, fault: str
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=3)
+    async def transfer(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="attempt %d" % attempts))
+
+    async with async_isolated(manager) as isolation:
+        if not await _inject_or_skip(isolation, database, fault, times=2):
+            return
+        await transfer()
+        assert attempts == 3  # two failed commits, then the third landed
+        assert await names_in(manager) == ["attempt 3"]
+        snapshot = manager.monitor.snapshot()
+        expected = "connection" if fault == "connection_lost" else fault
+        assert snapshot["retries"]["by_reason"].get(expected) == 2
+    assert database.count() == 0
+
+
+async def test_an_injected_unknown_commit_outcome_is_not_re_run(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=3)
+    async def charge(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="charged"))
+
+    @manager.with_session(retry_attempts=3, idempotent=True)
+    async def upsert(session: AsyncSession) -> None:
+        session.add(User(name="upserted"))
+
+    async with async_isolated(manager) as isolation:
+        if not await _inject_or_skip(isolation, database, "commit_outcome_unknown", times=1):
+            return
+        with pytest.raises(CommitOutcomeUnknownError):
+            await charge()
+        assert attempts == 1
+        assert await names_in(manager) == []  # rolled back, as if it had not landed
+        isolation.inject("commit_outcome_unknown")
+        await upsert()  # declared idempotent: re-run
+        assert await names_in(manager) == ["upserted"]
+    assert database.count() == 0
+
+
+async def test_bad_faults_fail_at_once(manager: AsyncSessionManager) -> None:
+    async with async_isolated(manager) as isolation:
+        with pytest.raises(ConfigurationError, match="inject\\('oops'\\)"):
+            isolation.inject("oops")
+        with pytest.raises(ConfigurationError, match="times=0"):
+            isolation.inject("deadlock", times=0)

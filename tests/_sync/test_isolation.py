@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from sessionscope import ConfigurationError, SessionScopeError, on_commit
+from sessionscope import (
+    CommitOutcomeUnknownError,
+    ConfigurationError,
+    SessionScopeError,
+    on_commit,
+)
 from sessionscope._sync import SessionManager
 from sessionscope._sync.isolation import isolated
 from sessionscope._sync_compat import Session
@@ -193,3 +198,75 @@ def test_options_an_isolation_cannot_give_are_refused(
             with pytest.raises(ConfigurationError, match="inside a test's isolation"):
                 with manager.session_scope(**options):
                     pass
+
+
+# -- injected faults: the real driver's error through the real classification ------------
+
+
+def _inject_or_skip(isolation: Any, database: Database, fault: str, times: int) -> bool:
+    if database.is_postgres:
+        isolation.inject(fault, times=times)
+        return True
+    with pytest.raises(ConfigurationError, match="available on PostgreSQL"):
+        isolation.inject(fault, times=times)
+    return False
+
+
+@pytest.mark.parametrize("fault", ["serialization_failure", "deadlock", "connection_lost"])
+def test_an_injected_transient_fault_is_retried(
+    manager: SessionManager, database: Database, fault: str
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=3)
+    def transfer(session: Session) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="attempt %d" % attempts))
+
+    with isolated(manager) as isolation:
+        if not _inject_or_skip(isolation, database, fault, times=2):
+            return
+        transfer()
+        assert attempts == 3  # two failed commits, then the third landed
+        assert names_in(manager) == ["attempt 3"]
+        snapshot = manager.monitor.snapshot()
+        expected = "connection" if fault == "connection_lost" else fault
+        assert snapshot["retries"]["by_reason"].get(expected) == 2
+    assert database.count() == 0
+
+
+def test_an_injected_unknown_commit_outcome_is_not_re_run(
+    manager: SessionManager, database: Database
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=3)
+    def charge(session: Session) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="charged"))
+
+    @manager.with_session(retry_attempts=3, idempotent=True)
+    def upsert(session: Session) -> None:
+        session.add(User(name="upserted"))
+
+    with isolated(manager) as isolation:
+        if not _inject_or_skip(isolation, database, "commit_outcome_unknown", times=1):
+            return
+        with pytest.raises(CommitOutcomeUnknownError):
+            charge()
+        assert attempts == 1
+        assert names_in(manager) == []  # rolled back, as if it had not landed
+        isolation.inject("commit_outcome_unknown")
+        upsert()  # declared idempotent: re-run
+        assert names_in(manager) == ["upserted"]
+    assert database.count() == 0
+
+
+def test_bad_faults_fail_at_once(manager: SessionManager) -> None:
+    with isolated(manager) as isolation:
+        with pytest.raises(ConfigurationError, match="inject\\('oops'\\)"):
+            isolation.inject("oops")
+        with pytest.raises(ConfigurationError, match="times=0"):
+            isolation.inject("deadlock", times=0)

@@ -8,6 +8,7 @@ from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
 from sqlalchemy.exc import IllegalStateChangeError
 
 from .._async_compat import (
@@ -25,6 +26,7 @@ from .._async_compat import (
     sleep,
 )
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
+from .._isolation import Isolated
 from .._options import check_joinable
 from .._scope_base import Kind, ScopeBase
 from .._transient import commit_may_have_landed, transient_reason
@@ -430,16 +432,21 @@ class AsyncSessionScope(ScopeBase):
         """Flush, COMMIT, close, then the on_commit callbacks; an error is handled here,
         and raised."""
         manager = self.manager
+        isolation = manager._isolation
         try:
             # Flushing first turns a flush error into an ordinary error before
             # COMMIT: only what fails after this line can leave the outcome unknown.
             # (Checked first: an empty flush still costs a trip through greenlet.)
             if has_pending_changes(session):
                 await session.flush()
+            if isolation is not None:
+                await _inject(session, isolation, in_flight=False)
         except BaseException as error:
             await self._rolled_back(session, level, "commit_failed", error)
             raise
         try:
+            if isolation is not None:
+                await _inject(session, isolation, in_flight=True)
             # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
             await session._sessionscope_unscoped.commit(session)
         except BaseException as error:
@@ -451,7 +458,9 @@ class AsyncSessionScope(ScopeBase):
             self._count_unknown(level, error)
             if manager._monitoring:
                 manager.monitor.session_closed(level.transaction_id)
-            await run_shielded(self._close, session, level.transaction_id)
+            # In a test's isolation the connection lives on: its savepoint goes back.
+            close = self._close if isolation is None else self._roll_back_and_close
+            await run_shielded(close, session, level.transaction_id)
             if isinstance(error, Exception):
                 raise _outcome_unknown(error) from error
             raise  # a BaseException (cancellation, KeyboardInterrupt) goes on unchanged
@@ -538,6 +547,13 @@ def _outcome_unknown(error: BaseException) -> CommitOutcomeUnknownError:
         "the connection was lost while COMMIT was in flight: the transaction "
         "may or may not have been committed (%r)" % (error,)
     )
+
+
+async def _inject(session: AsyncSession, isolation: Isolated, in_flight: bool) -> None:
+    """A fault a test asked for (``iso.inject()``), raised by the server, if one is due."""
+    statement = isolation.faults.statement(in_flight)
+    if statement is not None:
+        await session.execute(text(statement))
 
 
 async def _close_when_idle(session: AsyncSession) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from .._isolation import Isolated, OnCommit, check_isolation_arguments
+from .._isolation import Faults, Isolated, OnCommit, check_isolation_arguments
 from .._sqlite import begin_connection
 from .._sync_compat import Turns, call_maybe_async, run_on_connection, running_loop
 from ..errors import SessionScopeError
@@ -33,6 +33,7 @@ class Isolation:
         self._capture = on_commit == "capture"
         self.on_commit_callbacks: list[Callable[[], object]] = []
         self._entered: list[SessionManager] = []
+        self._faults = Faults()
 
     def __enter__(self) -> Self:
         if self._entered:
@@ -63,7 +64,7 @@ class Isolation:
             turns = outer.turns
         capture = self.on_commit_callbacks if self._capture else None
         manager._isolation = Isolated(
-            connection, transaction, outer, turns, capture, running_loop()
+            connection, transaction, outer, turns, capture, running_loop(), self._faults
         )
         self._entered.append(manager)
 
@@ -88,6 +89,20 @@ class Isolation:
             finally:
                 if isolated.outer is None:
                     isolated.connection.close()
+
+    def inject(self, fault: str, times: int = 1) -> None:
+        """Make the next ``times`` scope commits fail as the database fails them.
+
+        ``"serialization_failure"`` (40001) and ``"deadlock"`` (40P01): the server's
+        answer to COMMIT, so the transaction is rolled back and a decorated function
+        with retries re-runs. ``"connection_lost"`` (08006, just before COMMIT is
+        sent): rolled back, retried. ``"commit_outcome_unknown"`` (08006 while
+        COMMIT is in flight): ``CommitOutcomeUnknownError``, re-run only for
+        ``idempotent=True``; the work is rolled back, as if it had not landed. The
+        server raises each (PostgreSQL), so the driver's real error goes through
+        the library's real classification.
+        """
+        self._faults.add(fault, times, {m.engine.dialect.name for m in self._managers})
 
     def run_on_commit(self) -> None:
         """Run the captured ``on_commit`` callbacks, in order, and forget them."""
