@@ -26,6 +26,8 @@ overhead     µs a scope adds over raw SQLAlchemy around ``SELECT 1`` on in-memo
 concurrency  PostgreSQL throughput, raw SQLAlchemy vs ``session_scope``: async
              200 tasks over a pool of 10, sync 8 threads over a pool of 8.
 memory       RSS and tracemalloc growth over 100,000 scopes (monitoring on).
+testing      what isolating a test costs (sessionscope.testing.isolated) against
+             emptying the tables it touched and against re-creating them.
 instructions (only when asked for) own code per sync scope in instructions, counted
              by valgrind's callgrind: repeatable where timings are not.
 profile      (only when asked for) cProfile of a sync scope: sessionscope's
@@ -69,6 +71,7 @@ from .concurrency import ConcurrencyResult, Settings, run_concurrency
 from .e2e import GroupResult, describe, run_group
 from .harness import Budget, format_table
 from .instructions import run_instructions
+from .isolation_cost import run_isolation_cost
 from .memory_growth import run_memory
 from .overhead import OverheadResult, run_overhead
 from .profile_scope import run_profile
@@ -77,8 +80,8 @@ from .workload import Database
 ROOT = Path(__file__).resolve().parent.parent
 
 
-SECTIONS = ("e2e", "overhead", "concurrency", "memory", "instructions", "profile")
-DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory"
+SECTIONS = ("e2e", "overhead", "concurrency", "memory", "testing", "instructions", "profile")
+DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory,testing"
 BACKENDS = ("sqlite", "postgres")
 FLAVOURS = ("sync", "async")
 
@@ -430,6 +433,20 @@ def run_memory_section(report: Report) -> None:
         report.results["memory"] = memory.as_json()
 
 
+def run_testing_section(report: Report, databases: list[Database]) -> None:
+    title = "testing: the cost of isolating one test (sync, 3 rows written and read)"
+    with report.section("testing", title):
+        rounds = 3 if report.args.quick else max(5, report.args.rounds // 3)
+        results = {}
+        for database in databases:
+            cost = run_isolation_cost(
+                database, rounds=rounds, tests=10 if report.args.quick else 30
+            )
+            report.show("", cost.report())
+            results[database.backend] = cost.as_json()
+        report.results["testing"] = results
+
+
 def run_instructions_section(report: Report) -> None:
     title = "instructions: own code per sync scope (callgrind; in-memory SQLite, monitoring on)"
     with report.section("instructions", title):
@@ -456,10 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_environment(env, args)
     with LogTally().installed() as log, contextlib.ExitStack() as stack:
         report = Report(args, env, random.Random(args.seed), log)
-        needs_postgres = "postgres" in args.backends and {"e2e", "concurrency"} & set(args.sections)
+        needs_postgres = "postgres" in args.backends and {"e2e", "concurrency", "testing"} & set(
+            args.sections
+        )
         server = stack.enter_context(postgres_server(env)) if needs_postgres else None
         databases: list[Database] = []
-        if "sqlite" in args.backends and "e2e" in args.sections:
+        if "sqlite" in args.backends and {"e2e", "testing"} & set(args.sections):
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
             databases.append(Database.sqlite(directory, args.sqlite_durable))
         postgres = Database.postgres(server) if server is not None else None
@@ -474,6 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_overhead_section(report)
         if "concurrency" in args.sections:
             run_concurrency_section(report, postgres)
+        if "testing" in args.sections:
+            run_testing_section(report, databases)
         stack.close()  # PostgreSQL is no longer needed
         if "memory" in args.sections:
             run_memory_section(report)
