@@ -48,6 +48,18 @@ for name, use in [
         assert 'pip install "sessionscope[asyncio]"' in str(exc), exc
     else:
         raise AssertionError(name + " worked without greenlet")
+testing = {{}}
+exec("from sessionscope.testing import *", testing)
+try:
+    testing["async_isolated"]()
+except ImportError as exc:
+    assert 'pip install "sessionscope[asyncio]"' in str(exc), exc
+else:
+    raise AssertionError("async_isolated worked without greenlet")
+with testing["isolated"](manager):
+    with session_scope() as session:
+        session.execute(text("INSERT INTO t VALUES (2)"))
+assert count() == 1, "the isolation left its row behind"
 print("ok: sync works, async names explain what to install")
 """
 

@@ -22,9 +22,17 @@ __all__ = ["AsyncIsolation", "Isolation", "async_isolated", "isolated"]
 
 
 def __getattr__(name: str) -> Any:
-    # The async names need greenlet: loaded on first use, as in sessionscope itself.
-    if name in ("AsyncIsolation", "async_isolated"):
+    # The async names need greenlet: loaded on first use, and without greenlet a
+    # stand-in that fails on use, as in sessionscope itself.
+    if name not in ("AsyncIsolation", "async_isolated"):
+        raise AttributeError(f"module 'sessionscope.testing' has no attribute {name!r}")
+    try:
         from ._async import isolation
+    except ImportError as exc:
+        from . import _unavailable
 
-        return getattr(isolation, name)
-    raise AttributeError(f"module 'sessionscope.testing' has no attribute {name!r}")
+        value: Any = _unavailable(name, exc)
+    else:
+        value = getattr(isolation, name)
+    globals()[name] = value
+    return value
