@@ -109,11 +109,13 @@ class Turns:
     raise ``timed_out()`` then. A free turn is taken without a timer.
     """
 
-    __slots__ = ("_lock", "give_back", "timeout")
+    __slots__ = ("_lock", "give_back", "holder", "timeout", "why")
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, why: str | None = None) -> None:
         self._lock = asyncio.Lock()
         self.timeout = timeout
+        self.why = why  # what the wait is for, if not an in-memory database's connection
+        self.holder: object = None  # the task whose scope has the turn
         self.give_back: Callable[[], None] = self._lock.release
 
     async def take(self) -> bool:
@@ -127,6 +129,8 @@ class Turns:
             return False
 
     def timed_out(self) -> Exception:
+        if self.why is not None:
+            return PoolTimeoutError(f"waited {self.timeout} s for {self.why}")
         return PoolTimeoutError(
             f"waited {self.timeout} s for the only connection of an in-memory SQLite "
             "database: another scope of the manager holds it (maybe the scope this task "

@@ -16,11 +16,18 @@ from typing import Any, Literal
 
 from .errors import ConfigurationError, SessionScopeError
 
-__all__ = ["FAULTS", "ON_COMMIT_MODES", "Faults", "Isolated", "check_isolation_arguments"]
+__all__ = ["FAULTS", "ON_COMMIT_MODES", "TURN", "Faults", "Isolated", "check_isolation_arguments"]
 
 OnCommit = Literal["run", "capture"]
 ON_COMMIT_MODES: tuple[OnCommit, ...] = ("run", "capture")
 
+
+# What a scope waits for when another holds the isolation's connection.
+TURN = (
+    "the connection of a test's isolation (sessionscope.testing), which runs one scope "
+    "at a time: code started inside a scope (a thread, a task) that opens a scope of "
+    "its own waits for that scope to end; pass it the session instead"
+)
 
 # The faults iso.inject() can make a virtual COMMIT fail with: the SQLSTATE the
 # server raises, and whether it comes while COMMIT is in flight (else just before).

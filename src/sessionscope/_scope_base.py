@@ -159,4 +159,5 @@ class ScopeBase(Frame):
         turns = self._turns
         if turns is not None:
             self._turns = None
+            turns.holder = None
             turns.give_back()

@@ -87,11 +87,13 @@ class Turns:
     ``timed_out()`` then. Both ends are the lock's own methods: no Python-level call.
     """
 
-    __slots__ = ("give_back", "take", "timeout")
+    __slots__ = ("give_back", "holder", "take", "timeout", "why")
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, why: str | None = None) -> None:
         lock = threading.Lock()
         self.timeout = timeout
+        self.why = why  # what the wait is for, if not an in-memory database's connection
+        self.holder: object = None  # the task or thread whose scope has the turn
         self.take: Callable[[], bool] = functools.partial(lock.acquire, True, timeout)
         self.give_back: Callable[[], None] = lock.release
 
@@ -99,6 +101,8 @@ class Turns:
         # As a pool without a free connection says; also the way out of a wait for
         # a turn the waiting thread itself holds (sync scopes of asyncio tasks
         # interleaving in one thread).
+        if self.why is not None:
+            return PoolTimeoutError(f"waited {self.timeout} s for {self.why}")
         return PoolTimeoutError(
             f"waited {self.timeout} s for the only connection of an in-memory SQLite "
             "database: another scope of the manager holds it (maybe in this very "

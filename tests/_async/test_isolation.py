@@ -8,17 +8,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sessionscope import (
     CommitOutcomeUnknownError,
     ConfigurationError,
+    SessionConfig,
     SessionScopeError,
     on_commit,
 )
 from sessionscope._async import AsyncSessionManager
 from sessionscope._async.isolation import async_isolated
 from sessionscope._async_compat import AsyncSession
-from tests._async_compat import run_concurrently
+from tests._async_compat import finish, run_concurrently, start_in_copy
 from tests.models import User
 from tests.support import Database
 
@@ -267,3 +269,53 @@ async def test_bad_faults_fail_at_once(manager: AsyncSessionManager) -> None:
             isolation.inject("oops")
         with pytest.raises(ConfigurationError, match="times=0"):
             isolation.inject("deadlock", times=0)
+
+
+async def test_a_callback_of_the_bodys_commit_opens_a_scope_at_once(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    # The committing scope still has the connection's turn; the callback runs where
+    # production runs it, after the commit, and its scope uses that turn.
+    async def audit() -> None:
+        async with manager.session_scope() as session:
+            session.add(User(name="audit"))
+
+    async with async_isolated(manager):
+        async with manager.session_scope() as session:
+            session.add(User(name="work"))
+            on_commit(audit)
+            await session.commit()
+            assert await names_in(manager) == ["audit", "work"]
+    assert database.count() == 0
+
+
+async def test_an_isolation_inside_a_scope_of_its_manager_is_refused(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    async with manager.session_scope() as session:
+        session.add(User(name="real"))
+        with pytest.raises(ConfigurationError, match="inside a scope of it"):
+            async with async_isolated(manager):
+                pass
+    assert database.names() == ["real"]
+    assert manager._isolation is None
+
+
+async def test_a_scope_started_inside_another_waits_boundedly_and_says_why(
+    database: Database, config: SessionConfig
+) -> None:
+    manager = AsyncSessionManager(database.url, config=config, pool_timeout=0.2)
+
+    async def worker() -> None:
+        async with manager.session_scope() as session:
+            session.add(User(name="never"))
+
+    try:
+        async with async_isolated(manager):
+            async with manager.session_scope():
+                handle = start_in_copy(worker)
+                with pytest.raises(PoolTimeoutError, match="connection of a test's isolation"):
+                    await finish(handle)
+    finally:
+        await manager.dispose()
+    assert database.count() == 0

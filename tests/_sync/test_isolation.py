@@ -11,17 +11,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sessionscope import (
     CommitOutcomeUnknownError,
     ConfigurationError,
+    SessionConfig,
     SessionScopeError,
     on_commit,
 )
 from sessionscope._sync import SessionManager
 from sessionscope._sync.isolation import isolated
 from sessionscope._sync_compat import Session
-from tests._sync_compat import run_concurrently
+from tests._sync_compat import finish, run_concurrently, start_in_copy
 from tests.models import User
 from tests.support import Database
 
@@ -270,3 +272,53 @@ def test_bad_faults_fail_at_once(manager: SessionManager) -> None:
             isolation.inject("oops")
         with pytest.raises(ConfigurationError, match="times=0"):
             isolation.inject("deadlock", times=0)
+
+
+def test_a_callback_of_the_bodys_commit_opens_a_scope_at_once(
+    manager: SessionManager, database: Database
+) -> None:
+    # The committing scope still has the connection's turn; the callback runs where
+    # production runs it, after the commit, and its scope uses that turn.
+    def audit() -> None:
+        with manager.session_scope() as session:
+            session.add(User(name="audit"))
+
+    with isolated(manager):
+        with manager.session_scope() as session:
+            session.add(User(name="work"))
+            on_commit(audit)
+            session.commit()
+            assert names_in(manager) == ["audit", "work"]
+    assert database.count() == 0
+
+
+def test_an_isolation_inside_a_scope_of_its_manager_is_refused(
+    manager: SessionManager, database: Database
+) -> None:
+    with manager.session_scope() as session:
+        session.add(User(name="real"))
+        with pytest.raises(ConfigurationError, match="inside a scope of it"):
+            with isolated(manager):
+                pass
+    assert database.names() == ["real"]
+    assert manager._isolation is None
+
+
+def test_a_scope_started_inside_another_waits_boundedly_and_says_why(
+    database: Database, config: SessionConfig
+) -> None:
+    manager = SessionManager(database.url, config=config, pool_timeout=0.2)
+
+    def worker() -> None:
+        with manager.session_scope() as session:
+            session.add(User(name="never"))
+
+    try:
+        with isolated(manager):
+            with manager.session_scope():
+                handle = start_in_copy(worker)
+                with pytest.raises(PoolTimeoutError, match="connection of a test's isolation"):
+                    finish(handle)
+    finally:
+        manager.dispose()
+    assert database.count() == 0

@@ -8,9 +8,10 @@ from types import TracebackType
 from typing import Self
 
 from .._async_compat import Turns, call_maybe_async, run_on_connection, running_loop
-from .._isolation import Faults, Isolated, OnCommit, check_isolation_arguments
+from .._frames import find_frame, owner_here
+from .._isolation import TURN, Faults, Isolated, OnCommit, check_isolation_arguments
 from .._sqlite import begin_connection
-from ..errors import SessionScopeError
+from ..errors import ConfigurationError, SessionScopeError
 from .manager import AsyncSessionManager
 
 __all__ = ["AsyncIsolation", "async_isolated"]
@@ -44,6 +45,12 @@ class AsyncIsolation:
         return self
 
     async def _isolate(self, manager: AsyncSessionManager) -> None:
+        if find_frame(manager, owner_here()) is not None:
+            raise ConfigurationError(
+                "an isolation of %s was entered inside a scope of it: the scopes in the "
+                "isolation would join that scope's real transaction. Enter the isolation "
+                "first (a fixture that opens a scope belongs inside it)" % manager.name
+            )
         outer = manager._isolation
         if outer is None:
             connection = await manager.engine.connect()
@@ -53,7 +60,7 @@ class AsyncIsolation:
             except BaseException:
                 await connection.close()
                 raise
-            turns = Turns(manager._pool_timeout)
+            turns = Turns(manager._pool_timeout, TURN)
         else:
             # Nested: a savepoint of the enclosing isolation's transaction.
             connection = outer.connection

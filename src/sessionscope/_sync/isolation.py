@@ -10,10 +10,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from .._isolation import Faults, Isolated, OnCommit, check_isolation_arguments
+from .._frames import find_frame, owner_here
+from .._isolation import TURN, Faults, Isolated, OnCommit, check_isolation_arguments
 from .._sqlite import begin_connection
 from .._sync_compat import Turns, call_maybe_async, run_on_connection, running_loop
-from ..errors import SessionScopeError
+from ..errors import ConfigurationError, SessionScopeError
 from .manager import SessionManager
 
 __all__ = ["Isolation", "isolated"]
@@ -47,6 +48,12 @@ class Isolation:
         return self
 
     def _isolate(self, manager: SessionManager) -> None:
+        if find_frame(manager, owner_here()) is not None:
+            raise ConfigurationError(
+                "an isolation of %s was entered inside a scope of it: the scopes in the "
+                "isolation would join that scope's real transaction. Enter the isolation "
+                "first (a fixture that opens a scope belongs inside it)" % manager.name
+            )
         outer = manager._isolation
         if outer is None:
             connection = manager.engine.connect()
@@ -56,7 +63,7 @@ class Isolation:
             except BaseException:
                 connection.close()
                 raise
-            turns = Turns(manager._pool_timeout)
+            turns = Turns(manager._pool_timeout, TURN)
         else:
             # Nested: a savepoint of the enclosing isolation's transaction.
             connection = outer.connection

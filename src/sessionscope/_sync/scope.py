@@ -130,9 +130,14 @@ class SessionScope(ScopeBase):
                     "session of %s gets the same one (an in-memory SQLite database): use a "
                     "database file, or another propagation" % manager.name
                 )
-            # In a test's isolation, requires_new inside a scope shares its connection,
-            # and the turn that scope holds.
-            session = self._open(take_turn=parent is None)
+            # On a shared connection (in-memory SQLite, a test's isolation) a scope
+            # opened where this task or thread already has the turn (requires_new in
+            # an isolation, an on_commit callback of the body's own commit) uses it.
+            turns = manager._turns if manager._isolation is None else manager._isolation.turns
+            take_turn = parent is None and (turns is None or turns.holder != owner)
+            session = self._open(take_turn)
+            if self._turns is not None:
+                self._turns.holder = owner
         self.session = session
         self.parent = enclosing
         self.owner = owner
@@ -473,10 +478,7 @@ class SessionScope(ScopeBase):
             elif manager._logs_debug:
                 manager._log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
         finally:
-            turns = self._turns
-            if turns is not None:  # _give_turn_back() inlined: every transaction's path
-                self._turns = None
-                turns.give_back()
+            self._give_turn_back()
             self._ended(level, None, None)
         if level.on_commit:
             if manager._isolation is None:
