@@ -78,7 +78,16 @@ class Faults:
 class Isolated:
     """A manager's state under one isolation (``manager._isolation``)."""
 
-    __slots__ = ("capture", "connection", "faults", "loop", "outer", "transaction", "turns")
+    __slots__ = (
+        "capture",
+        "connection",
+        "faults",
+        "loop",
+        "outer",
+        "transaction",
+        "turns",
+        "undo_read_only",
+    )
 
     def __init__(
         self,
@@ -101,6 +110,10 @@ class Isolated:
         # The event loop the connection belongs to (async), or None (sync).
         self.loop = loop
         self.faults = faults  # the isolation's: iso.inject()
+        # What ends a read-only scope's mode beside rolling back to its savepoint: on
+        # SQLite, its pragma (PostgreSQL takes SET TRANSACTION READ ONLY back itself).
+        dialect = connection.dialect.name
+        self.undo_read_only = "PRAGMA query_only = OFF" if dialect == "sqlite" else None
 
     def session(self, manager: Any, loop: object) -> Any:
         """A session of ``manager`` whose transactions are savepoints on the connection."""

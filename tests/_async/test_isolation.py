@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sessionscope import (
@@ -188,15 +189,43 @@ async def test_bad_arguments_fail_at_once(manager: AsyncSessionManager) -> None:
                 pass
 
 
-async def test_options_an_isolation_cannot_give_are_refused(
+async def test_an_isolation_level_is_refused_inside_an_isolation(
     manager: AsyncSessionManager,
 ) -> None:
-    options: dict[str, Any]
     async with async_isolated(manager):
-        for options in ({"read_only": True}, {"isolation_level": "SERIALIZABLE"}):
-            with pytest.raises(ConfigurationError, match="inside a test's isolation"):
-                async with manager.session_scope(**options):
-                    pass
+        with pytest.raises(ConfigurationError, match="inside a test's isolation"):
+            async with manager.session_scope(isolation_level="SERIALIZABLE"):
+                pass
+
+
+@pytest.mark.parametrize("ending", ["exit", "own commit", "exception"])
+async def test_a_read_only_scope_inside_an_isolation_leaves_no_mode_behind(
+    manager: AsyncSessionManager, database: Database, ending: str
+) -> None:
+    seen: list[str] = []
+    async with async_isolated(manager):
+        async with manager.session_scope() as session:
+            session.add(User(name="before"))
+        try:
+            async with manager.session_scope(read_only=True) as session:
+                assert await names_in(manager) == ["before"]  # joins: same transaction
+                session.add(User(name="refused"))
+                with pytest.raises(DBAPIError):
+                    await session.flush()
+                await session.rollback()
+                on_commit(lambda: seen.append("read"))
+                if ending == "own commit":
+                    await session.commit()
+                    assert seen == ["read"]
+                if ending == "exception":
+                    raise Boom
+        except Boom:
+            pass
+        async with manager.session_scope() as session:  # writes work again
+            session.add(User(name="after"))
+        assert await names_in(manager) == ["after", "before"]
+    assert seen == ([] if ending == "exception" else ["read"])
+    assert database.count() == 0
 
 
 # -- injected faults: the real driver's error through the real classification ------------

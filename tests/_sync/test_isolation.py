@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sessionscope import (
@@ -191,15 +192,43 @@ def test_bad_arguments_fail_at_once(manager: SessionManager) -> None:
                 pass
 
 
-def test_options_an_isolation_cannot_give_are_refused(
+def test_an_isolation_level_is_refused_inside_an_isolation(
     manager: SessionManager,
 ) -> None:
-    options: dict[str, Any]
     with isolated(manager):
-        for options in ({"read_only": True}, {"isolation_level": "SERIALIZABLE"}):
-            with pytest.raises(ConfigurationError, match="inside a test's isolation"):
-                with manager.session_scope(**options):
-                    pass
+        with pytest.raises(ConfigurationError, match="inside a test's isolation"):
+            with manager.session_scope(isolation_level="SERIALIZABLE"):
+                pass
+
+
+@pytest.mark.parametrize("ending", ["exit", "own commit", "exception"])
+def test_a_read_only_scope_inside_an_isolation_leaves_no_mode_behind(
+    manager: SessionManager, database: Database, ending: str
+) -> None:
+    seen: list[str] = []
+    with isolated(manager):
+        with manager.session_scope() as session:
+            session.add(User(name="before"))
+        try:
+            with manager.session_scope(read_only=True) as session:
+                assert names_in(manager) == ["before"]  # joins: same transaction
+                session.add(User(name="refused"))
+                with pytest.raises(DBAPIError):
+                    session.flush()
+                session.rollback()
+                on_commit(lambda: seen.append("read"))
+                if ending == "own commit":
+                    session.commit()
+                    assert seen == ["read"]
+                if ending == "exception":
+                    raise Boom
+        except Boom:
+            pass
+        with manager.session_scope() as session:  # writes work again
+            session.add(User(name="after"))
+        assert names_in(manager) == ["after", "before"]
+    assert seen == ([] if ending == "exception" else ["read"])
+    assert database.count() == 0
 
 
 # -- injected faults: the real driver's error through the real classification ------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from time import perf_counter
@@ -166,11 +167,11 @@ class AsyncSessionScope(ScopeBase):
         session: AsyncScopedSession
         isolation = manager._isolation
         if isolation is not None:
-            if options.read_only or options.isolation_level is not None:
+            if options.isolation_level is not None:
                 raise ConfigurationError(
-                    "read_only and isolation_level are not available inside a test's "
-                    "isolation yet (sessionscope.testing): its scopes are savepoints of one "
-                    "transaction, whose mode and level they cannot change"
+                    "isolation_level is not available inside a test's isolation "
+                    "(sessionscope.testing): its scopes are savepoints of one transaction, "
+                    "whose level a savepoint cannot change"
                 )
             session = isolation.session(manager, running_loop())
         elif options.isolation_level is None:
@@ -328,6 +329,8 @@ class AsyncSessionScope(ScopeBase):
                 "session.commit() rolled back instead: a scope joined to the transaction"
                 " failed (%r), and the error did not reach this scope" % (cause,)
             ) from cause
+        if committed and level.read_only and self.manager._isolation is not None:
+            end = functools.partial(self._end_isolated, session, level)
         if committed and has_pending_changes(session):
             # Flushed first, as at the scope's exit: only what fails after this
             # line can leave the outcome unknown.
@@ -450,10 +453,12 @@ class AsyncSessionScope(ScopeBase):
             await self._rolled_back(session, level, "commit_failed", error)
             raise
         try:
-            if isolation is not None:
+            if isolation is None:
+                # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
+                await session._sessionscope_unscoped.commit(session)
+            else:
                 await _inject(session, isolation, in_flight=True)
-            # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
-            await session._sessionscope_unscoped.commit(session)
+                await self._end_isolated(session, level)
         except BaseException as error:
             if not commit_may_have_landed(error):
                 # The server answered (a serialization failure, a deferred
@@ -507,6 +512,22 @@ class AsyncSessionScope(ScopeBase):
             self._ended(level, cause, error)
         await self._run_callbacks(level.on_rollback)
 
+    async def _end_isolated(self, session: AsyncScopedSession, level: Level) -> None:
+        """Commit in a test's isolation: release the savepoint, or for a read-only
+        transaction (nothing to commit) roll back to it, which also takes back the
+        read-only mode it set on the isolation's transaction."""
+        if not level.read_only:
+            await session._sessionscope_unscoped.commit(session)
+            return
+        await session._sessionscope_unscoped.rollback(session)
+        await self._undo_read_only()
+
+    async def _undo_read_only(self) -> None:
+        """What rolling back to a savepoint does not undo (SQLite's query_only pragma)."""
+        isolation = self.manager._isolation
+        if isolation is not None and self.level.read_only and isolation.undo_read_only:
+            await isolation.connection.exec_driver_sql(isolation.undo_read_only)
+
     async def _roll_back_and_close(self, session: AsyncSession, transaction_id: int) -> None:
         await self._close(session, transaction_id, rollback=True)
 
@@ -526,6 +547,7 @@ class AsyncSessionScope(ScopeBase):
                     pass  # another task is inside the session: close once it has left
                 except Exception:
                     await session.invalidate()  # a connection we cannot reset must not return
+                await self._undo_read_only()
             await _close_when_idle(session)
         except Exception as close_error:
             manager._log(

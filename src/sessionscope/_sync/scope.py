@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from time import perf_counter
@@ -169,11 +170,11 @@ class SessionScope(ScopeBase):
         session: ScopedSession
         isolation = manager._isolation
         if isolation is not None:
-            if options.read_only or options.isolation_level is not None:
+            if options.isolation_level is not None:
                 raise ConfigurationError(
-                    "read_only and isolation_level are not available inside a test's "
-                    "isolation yet (sessionscope.testing): its scopes are savepoints of one "
-                    "transaction, whose mode and level they cannot change"
+                    "isolation_level is not available inside a test's isolation "
+                    "(sessionscope.testing): its scopes are savepoints of one transaction, "
+                    "whose level a savepoint cannot change"
                 )
             session = isolation.session(manager, running_loop())
         elif options.isolation_level is None:
@@ -331,6 +332,8 @@ class SessionScope(ScopeBase):
                 "session.commit() rolled back instead: a scope joined to the transaction"
                 " failed (%r), and the error did not reach this scope" % (cause,)
             ) from cause
+        if committed and level.read_only and self.manager._isolation is not None:
+            end = functools.partial(self._end_isolated, session, level)
         if committed and has_pending_changes(session):
             # Flushed first, as at the scope's exit: only what fails after this
             # line can leave the outcome unknown.
@@ -451,10 +454,12 @@ class SessionScope(ScopeBase):
             self._rolled_back(session, level, "commit_failed", error)
             raise
         try:
-            if isolation is not None:
+            if isolation is None:
+                # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
+                session._sessionscope_unscoped.commit(session)
+            else:
                 _inject(session, isolation, in_flight=True)
-            # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
-            session._sessionscope_unscoped.commit(session)
+                self._end_isolated(session, level)
         except BaseException as error:
             if not commit_may_have_landed(error):
                 # The server answered (a serialization failure, a deferred
@@ -508,6 +513,22 @@ class SessionScope(ScopeBase):
             self._ended(level, cause, error)
         self._run_callbacks(level.on_rollback)
 
+    def _end_isolated(self, session: ScopedSession, level: Level) -> None:
+        """Commit in a test's isolation: release the savepoint, or for a read-only
+        transaction (nothing to commit) roll back to it, which also takes back the
+        read-only mode it set on the isolation's transaction."""
+        if not level.read_only:
+            session._sessionscope_unscoped.commit(session)
+            return
+        session._sessionscope_unscoped.rollback(session)
+        self._undo_read_only()
+
+    def _undo_read_only(self) -> None:
+        """What rolling back to a savepoint does not undo (SQLite's query_only pragma)."""
+        isolation = self.manager._isolation
+        if isolation is not None and self.level.read_only and isolation.undo_read_only:
+            isolation.connection.exec_driver_sql(isolation.undo_read_only)
+
     def _roll_back_and_close(self, session: Session, transaction_id: int) -> None:
         self._close(session, transaction_id, rollback=True)
 
@@ -525,6 +546,7 @@ class SessionScope(ScopeBase):
                     pass  # another task is inside the session: close once it has left
                 except Exception:
                     session.invalidate()  # a connection we cannot reset must not return
+                self._undo_read_only()
             _close_when_idle(session)
         except Exception as close_error:
             manager._log(
