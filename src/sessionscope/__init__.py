@@ -7,6 +7,7 @@ need ``pip install "sessionscope[asyncio]"`` (greenlet).
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._current import current_session, on_commit, on_rollback
@@ -70,15 +71,21 @@ _ASYNC_NAMES = frozenset(
 def __getattr__(name: str) -> Any:
     if name not in _ASYNC_NAMES:
         raise AttributeError(f"module 'sessionscope' has no attribute {name!r}")
+    return _load_async(name, "", globals())
+
+
+def _load_async(name: str, module: str, namespace: dict[str, Any]) -> Any:
+    """``name`` from ``sessionscope._async`` (or its ``module``), imported on first use
+    and kept in ``namespace``. Without greenlet, a stand-in that fails on use, not
+    on import: ``from sessionscope import *`` and sync-only code keep working
+    (httpcore does the same)."""
     try:
-        from . import _async
+        value: Any = importlib.import_module(f"{__name__}._async{module and '.' + module}")
     except ImportError as exc:
-        # A stand-in that fails on use, not on import: ``from sessionscope import *``
-        # and sync-only code keep working without greenlet (httpcore does the same).
-        value: Any = _unavailable(name, exc)
+        value = _unavailable(name, exc)
     else:
-        value = getattr(_async, name)
-    globals()[name] = value
+        value = getattr(value, name)
+    namespace[name] = value
     return value
 
 

@@ -22,17 +22,9 @@ __all__ = ["AsyncIsolation", "Isolation", "async_isolated", "isolated"]
 
 
 def __getattr__(name: str) -> Any:
-    # The async names need greenlet: loaded on first use, and without greenlet a
-    # stand-in that fails on use, as in sessionscope itself.
+    # Loaded on first use, as sessionscope's own async names are (they need greenlet).
     if name not in ("AsyncIsolation", "async_isolated"):
         raise AttributeError(f"module 'sessionscope.testing' has no attribute {name!r}")
-    try:
-        from ._async import isolation
-    except ImportError as exc:
-        from . import _unavailable
+    from . import _load_async
 
-        value: Any = _unavailable(name, exc)
-    else:
-        value = getattr(isolation, name)
-    globals()[name] = value
-    return value
+    return _load_async(name, "isolation", globals())
