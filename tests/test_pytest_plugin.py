@@ -10,6 +10,8 @@ import pytest
 pytest_plugins = ["pytester"]
 
 CONFTEST = """
+import os
+
 import pytest
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,12 +32,16 @@ class Item(Base):
 @pytest.fixture(scope="session")
 def sessionscope_managers(tmp_path_factory):
     path = tmp_path_factory.mktemp("db") / "app.db"
-    sync_manager = SessionManager(f"sqlite:///{path}")
+    sync_url = os.environ.get("APP_SYNC_URL", f"sqlite:///{path}")
+    async_url = os.environ.get("APP_ASYNC_URL", f"sqlite+aiosqlite:///{path}")
+    sync_manager = SessionManager(sync_url)
+    Base.metadata.drop_all(sync_manager.engine)
     Base.metadata.create_all(sync_manager.engine)
     with sync_manager.session_scope() as session:
         session.add(Item(name="fixture"))  # committed before any isolation
-    async_manager = AsyncSessionManager(f"sqlite+aiosqlite:///{path}")
+    async_manager = AsyncSessionManager(async_url)
     yield [sync_manager, async_manager]
+    Base.metadata.drop_all(sync_manager.engine)
     sync_manager.dispose()
 """
 
@@ -135,7 +141,17 @@ def test_the_plugin_is_registered_by_entry_point() -> None:
     assert "sessionscope.pytest_plugin" in {e.value for e in entry_points}
 
 
-def test_the_plugin_isolates_each_test(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_plugin_isolates_each_test(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    backend: str,
+) -> None:
+    if backend == "postgres":  # psycopg for the sync manager, asyncpg for the async one
+        server = request.getfixturevalue("pg_server")
+        monkeypatch.setenv("APP_SYNC_URL", server.url("psycopg"))
+        monkeypatch.setenv("APP_ASYNC_URL", server.url("asyncpg"))
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_app=TESTS)
     pytester.makeini(INI)
