@@ -11,12 +11,31 @@ isolation is a savepoint of the enclosing one's transaction, on its connection.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import Callable
-from typing import Any, Literal
+from contextlib import closing
+from typing import Any, Literal, NoReturn
+
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from .errors import ConfigurationError, SessionScopeError
 
-__all__ = ["FAULTS", "ON_COMMIT_MODES", "TURN", "Faults", "Isolated", "check_isolation_arguments"]
+__all__ = [
+    "FAULTS",
+    "ON_COMMIT_MODES",
+    "TURN",
+    "Faults",
+    "Isolated",
+    "check_isolation_arguments",
+    "raise_sqlite_busy",
+    "server_raise",
+]
 
 OnCommit = Literal["run", "capture"]
 ON_COMMIT_MODES: tuple[OnCommit, ...] = ("run", "capture")
@@ -39,6 +58,11 @@ FAULTS: dict[str, tuple[str, bool]] = {
 }
 
 
+# SQLite is embedded: no connection to lose, and a COMMIT that either happens or
+# raises. What it does raise, BUSY, is both of these.
+SQLITE_FAULTS = ("serialization_failure", "deadlock")
+
+
 class Faults:
     """The faults still to inject, in order: each is used by one virtual COMMIT."""
 
@@ -52,35 +76,91 @@ class Faults:
             )
         if not isinstance(times, int) or isinstance(times, bool) or times < 1:
             raise ConfigurationError(f"inject(times={times!r}): a whole number, 1 or more")
-        others = sorted(dialects - {"postgresql"})
+        if "sqlite" in dialects and fault not in SQLITE_FAULTS:
+            raise ConfigurationError(
+                f"inject({fault!r}) is not available on SQLite, an embedded database: it has "
+                "no connection to lose, and its COMMIT either happens or raises. Inject "
+                "'serialization_failure' or 'deadlock' (SQLite's BUSY) there"
+            )
+        others = sorted(dialects - {"postgresql", "sqlite"})
         if others:
             raise ConfigurationError(
-                f"inject() is available on PostgreSQL; not yet on {', '.join(others)}, where "
-                "the driver's own errors cannot be raised on demand in an isolation"
+                f"inject() is available on PostgreSQL and SQLite, not on {', '.join(others)}"
             )
         self.pending.extend([str(fault)] * times)
 
-    def statement(self, in_flight: bool) -> str | None:
-        """The SQL that makes the server raise the next fault, if it is due now."""
-        if not self.pending:
+    def due(self, in_flight: bool) -> str | None:
+        """The next fault, taken if it is due now (while COMMIT is in flight, or before)."""
+        if not self.pending or FAULTS[self.pending[0]][1] is not in_flight:
             return None
-        fault = self.pending[0]
-        sqlstate, at_commit = FAULTS[fault]
-        if at_commit is not in_flight:
-            return None
-        self.pending.pop(0)
-        return (
-            f"DO $$ BEGIN RAISE EXCEPTION 'sessionscope.testing injected {fault}' "
-            f"USING ERRCODE = '{sqlstate}'; END $$"
-        )
+        return self.pending.pop(0)
+
+
+def server_raise(fault: str) -> str:
+    """The SQL that makes PostgreSQL raise ``fault`` with its SQLSTATE."""
+    return (
+        f"DO $$ BEGIN RAISE EXCEPTION 'sessionscope.testing injected {fault}' "
+        f"USING ERRCODE = '{FAULTS[fault][0]}'; END $$"
+    )
+
+
+# SQLite's BUSY, for real: a deadlock between two connections to a small database
+# of this process's. Not on the isolation's connection: SQLite refuses ATTACH
+# inside a transaction, and attaching at every isolation's start would cost each
+# test about a fifth more (the connection's prepared statements are re-prepared
+# after a schema change). The error is the driver's own, through SQLAlchemy.
+_fault_engine: Engine | None = None
+
+
+def _fault_database() -> Engine:
+    global _fault_engine
+    if _fault_engine is None:
+        directory = tempfile.mkdtemp(prefix="sessionscope-faults-")
+        atexit.register(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "faults.sqlite")
+        with closing(sqlite3.connect(path)) as connection:
+            connection.execute("CREATE TABLE fault (n INTEGER)")
+            connection.execute("INSERT INTO fault VALUES (0)")
+            connection.commit()
+        _fault_engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+    return _fault_engine
+
+
+def raise_sqlite_busy(fault: str) -> NoReturn:
+    """Raise SQLITE_BUSY as SQLite raises it in a deadlock. One connection reads (a
+    shared lock, kept to the end of its transaction); another takes the write lock
+    and tries to commit, which needs the first one's lock gone, and keeps a pending
+    lock. The first one's write then waits for the second, which waits for it:
+    SQLite fails that write at once with BUSY rather than call its busy handler."""
+    engine = _fault_database()
+    path = engine.url.database
+    assert path is not None
+    with engine.connect() as reader, closing(sqlite3.connect(path, timeout=0)) as partner:
+        partner.isolation_level = None  # BEGIN and COMMIT as written
+        reader.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
+        reader.exec_driver_sql("SELECT n FROM fault")
+        partner.execute("BEGIN IMMEDIATE")
+        partner.execute("UPDATE fault SET n = n + 1")
+        try:
+            partner.execute("COMMIT")
+        except sqlite3.OperationalError:
+            pass  # BUSY: the reader's lock is there
+        try:
+            reader.exec_driver_sql("UPDATE fault SET n = n + 1")
+        except DBAPIError as error:
+            error.add_note(f"injected by sessionscope.testing: iso.inject({fault!r})")
+            raise
+    raise SessionScopeError(f"iso.inject({fault!r}): SQLite did not fail")
 
 
 class Isolated:
     """A manager's state under one isolation (``manager._isolation``)."""
 
     __slots__ = (
+        "begun",
         "capture",
         "connection",
+        "dialect",
         "faults",
         "loop",
         "outer",
@@ -112,8 +192,11 @@ class Isolated:
         self.faults = faults  # the isolation's: iso.inject()
         # What ends a read-only scope's mode beside rolling back to its savepoint: on
         # SQLite, its pragma (PostgreSQL takes SET TRANSACTION READ ONLY back itself).
-        dialect = connection.dialect.name
+        self.dialect = dialect = connection.dialect.name
         self.undo_read_only = "PRAGMA query_only = OFF" if dialect == "sqlite" else None
+        # The (sync) sessions of open scopes with a transaction begun, in that order:
+        # their savepoints are a stack on the one connection.
+        self.begun: list[Any] = []
 
     def session(self, manager: Any, loop: object) -> Any:
         """A session of ``manager`` whose transactions are savepoints on the connection."""
@@ -124,7 +207,53 @@ class Isolated:
                 "TestClient runs the app in a thread and loop of its own): call the app "
                 "with httpx's AsyncClient(transport=ASGITransport(app)) in the test instead"
             )
-        return manager.sessionmaker(bind=self.connection, join_transaction_mode="create_savepoint")
+        maker = manager._isolation_maker
+        if maker is None:
+            maker = type(manager.sessionmaker)(
+                class_=manager.sessionmaker.class_,
+                **{**manager.sessionmaker.kw, "join_transaction_mode": "create_savepoint"},
+            )
+            manager._flavour.listen_session_events(maker, {"after_begin": _check_begin})
+            manager._isolation_maker = maker
+        return maker(bind=self.connection)
+
+    def check_order(self, session: Any, doing: str) -> None:
+        """Only the session whose savepoint is the connection's last may end it or begin
+        another: ending the one below would end it too, and a savepoint begun above
+        it would end with it. Scopes of one task nest, and tasks take turns, so only a
+        caller's session used inside its ``requires_new`` scope (independent in
+        production) breaks the order."""
+        session = getattr(session, "sync_session", session)
+        begun = self.begun
+        while begun and begun[-1] is not session and begun[-1]._sessionscope_scope is None:
+            begun.pop()  # its scope has ended
+        if begun and begun[-1] is not session and session in begun:
+            inner = begun[-1]._sessionscope_scope
+            raise SessionScopeError(
+                f"{doing} a session whose scope is open around the scope opened "
+                f"at {inner.opened_at()}, inside a test's isolation (sessionscope.testing): "
+                "there propagation='requires_new' is a savepoint of its caller's "
+                "transaction, on the one connection, not a transaction of its own. Use the "
+                "caller's session before that scope or after it ends"
+            )
+
+
+def _check_begin(session: Any, transaction: Any, connection: Connection) -> None:
+    """The ``after_begin`` listener of an isolation's sessions: see check_order()."""
+    scope = session._sessionscope_scope
+    isolated = scope.manager._isolation if scope is not None else None
+    if isolated is None:
+        return
+    try:
+        isolated.check_order(session, "a new transaction of")
+    except SessionScopeError:
+        # Not left above the other session's: that one ending would end it.
+        nested = connection.get_nested_transaction()
+        if nested is not None:
+            nested.rollback()
+        raise
+    if session not in isolated.begun:
+        isolated.begun.append(session)
 
 
 def check_isolation_arguments(

@@ -102,6 +102,8 @@ class ManagerBase:
             self._turns = self._flavour.turns_class(self._pool_timeout)
         # A test's isolation (sessionscope.testing), while one is active.
         self._isolation: Isolated | None = None
+        # The sessionmaker of the manager's sessions in an isolation (made at the first).
+        self._isolation_maker: Any = None
         # Engines that set an isolation level on the connections they check out, by level.
         self._isolated_binds: dict[str, Any] = {}
         self._monitoring = config.enable_monitoring

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -234,13 +234,30 @@ def test_a_read_only_scope_inside_an_isolation_leaves_no_mode_behind(
 # -- injected faults: the real driver's error through the real classification ------------
 
 
+SQLITE_FAULTS = ("serialization_failure", "deadlock")
+
+
 def _inject_or_skip(isolation: Any, database: Database, fault: str, times: int) -> bool:
-    if database.is_postgres:
+    """Inject ``fault``; False where the backend has no such fault (the connection
+    faults on SQLite), after checking that inject() says so at once."""
+    if database.is_postgres or fault in SQLITE_FAULTS:
         isolation.inject(fault, times=times)
         return True
-    with pytest.raises(ConfigurationError, match="available on PostgreSQL"):
+    with pytest.raises(ConfigurationError, match="not available on SQLite"):
         isolation.inject(fault, times=times)
     return False
+
+
+def _raised_by_the_driver(error: BaseException, database: Database, fault: str) -> bool:
+    """The error is the driver's own, with the database's code for ``fault``."""
+    assert isinstance(error, DBAPIError)
+    orig = error.orig
+    if database.is_postgres:
+        codes = {"serialization_failure": "40001", "deadlock": "40P01"}
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return code == codes.get(fault, "08006")
+    # SQLITE_BUSY (5), from a real lock conflict; the driver is sqlite3 or aiosqlite's.
+    return type(orig).__module__ == "sqlite3" and orig.sqlite_errorcode & 0xFF == 5  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("fault", ["serialization_failure", "deadlock", "connection_lost"])
@@ -263,6 +280,8 @@ def test_an_injected_transient_fault_is_retried(
         assert names_in(manager) == ["attempt 3"]
         snapshot = manager.monitor.snapshot()
         expected = "connection" if fault == "connection_lost" else fault
+        if not database.is_postgres:
+            expected = "sqlite_busy"
         assert snapshot["retries"]["by_reason"].get(expected) == 2
     assert database.count() == 0
 
@@ -292,6 +311,89 @@ def test_an_injected_unknown_commit_outcome_is_not_re_run(
         isolation.inject("commit_outcome_unknown")
         upsert()  # declared idempotent: re-run
         assert names_in(manager) == ["upserted"]
+    assert database.count() == 0
+
+
+@pytest.mark.parametrize("fault", ["serialization_failure", "deadlock", "connection_lost"])
+def test_an_injected_fault_fails_the_bodys_own_commit_and_its_work(
+    manager: SessionManager, database: Database, fault: str
+) -> None:
+    attempts = 0
+
+    @manager.with_session(retry_attempts=2)
+    def two_steps(session: Session) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add(User(name="step 1, attempt %d" % attempts))
+        session.commit()  # the first virtual COMMIT fails
+        session.add(User(name="step 2, attempt %d" % attempts))
+
+    with isolated(manager) as isolation:
+        if not _inject_or_skip(isolation, database, fault, times=1):
+            return
+        with manager.session_scope() as session:
+            session.add(User(name="lost"))
+            with pytest.raises(DBAPIError) as raised:
+                session.commit()
+            assert _raised_by_the_driver(raised.value, database, fault)
+            session.add(User(name="kept"))  # the session goes on, in a new savepoint
+        assert names_in(manager) == ["kept"]
+        isolation.inject(fault)
+        two_steps()  # failed before it committed anything: re-run
+        assert attempts == 2
+        assert names_in(manager) == ["kept", "step 1, attempt 2", "step 2, attempt 2"]
+    assert database.count() == 0
+
+
+@pytest.mark.parametrize("fault", ["serialization_failure", "deadlock"])
+def test_an_injected_fault_is_the_drivers_own_error(
+    manager: SessionManager, database: Database, fault: str
+) -> None:
+    with isolated(manager) as isolation:
+        isolation.inject(fault, times=3)
+        for read_only in (False, True, False):
+            with pytest.raises(DBAPIError) as raised:
+                with manager.session_scope(read_only=read_only) as session:
+                    session.scalar(select(func.count(User.id)))
+            assert _raised_by_the_driver(raised.value, database, fault)
+        with manager.session_scope() as session:  # the faults are used up
+            session.add(User(name="landed"))
+        assert names_in(manager) == ["landed"]
+    assert database.count() == 0
+    with manager.session_scope() as session:  # the pool's connections as before
+        if not database.is_postgres:
+            rows = (session.execute(text("PRAGMA database_list"))).all()
+            assert [row[1] for row in rows] == ["main"]
+        session.add(User(name="real"))
+    assert database.names() == ["real"]
+
+
+def test_a_callers_session_inside_its_requires_new_scope_fails_clearly(
+    manager: SessionManager, database: Database
+) -> None:
+    # Independent transactions in production; savepoints of one connection here.
+    with isolated(manager):
+        with manager.session_scope() as session:
+            session.add(User(name="caller"))
+            session.flush()
+            with pytest.raises(SessionScopeError, match="requires_new"):
+                with manager.session_scope(propagation="requires_new") as other:
+                    other.add(User(name="inner"))
+                    other.flush()
+                    session.commit()  # would release the inner savepoint too
+        with pytest.raises(SessionScopeError, match="requires_new"):
+            with manager.session_scope() as session:
+                session.add(User(name="committed"))
+                session.commit()  # no transaction left in this session
+                with manager.session_scope(propagation="requires_new") as other:
+                    other.add(User(name="inner 2"))
+                    other.flush()
+                    session.scalar(select(func.count(User.id)))  # begins above it
+        with manager.session_scope() as session:
+            with manager.session_scope(propagation="requires_new") as other:
+                other.add(User(name="after"))  # before or after: fine
+            session.add(User(name="caller again"))
+        assert names_in(manager) == ["after", "caller", "caller again", "committed"]
     assert database.count() == 0
 
 

@@ -27,7 +27,7 @@ from .._async_compat import (
     sleep,
 )
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
-from .._isolation import Isolated
+from .._isolation import raise_sqlite_busy, server_raise
 from .._options import check_joinable
 from .._scope_base import Kind, ScopeBase
 from .._transient import commit_may_have_landed, transient_reason
@@ -321,6 +321,8 @@ class AsyncSessionScope(ScopeBase):
             raise self.not_the_owner(how)
         session = self.session
         level = self.level
+        if self.manager._isolation is not None:
+            self.manager._isolation.check_order(session, "session.%s() on" % how)
         committed = how == "commit"
         if committed and level.rollback_only:
             cause = level.rollback_cause
@@ -329,13 +331,16 @@ class AsyncSessionScope(ScopeBase):
                 "session.commit() rolled back instead: a scope joined to the transaction"
                 " failed (%r), and the error did not reach this scope" % (cause,)
             ) from cause
-        if committed and level.read_only and self.manager._isolation is not None:
+        isolated = committed and self.manager._isolation is not None
+        if isolated:
             end = functools.partial(self._end_isolated, session, level)
-        if committed and has_pending_changes(session):
+        if committed and (isolated or has_pending_changes(session)):
             # Flushed first, as at the scope's exit: only what fails after this
             # line can leave the outcome unknown.
             try:
                 await session.flush()
+                if isolated:
+                    await self._inject(session, in_flight=False)
             except BaseException:
                 await self._run_callbacks(level.take_callbacks(committed=False))
                 raise
@@ -448,7 +453,7 @@ class AsyncSessionScope(ScopeBase):
             if has_pending_changes(session):
                 await session.flush()
             if isolation is not None:
-                await _inject(session, isolation, in_flight=False)
+                await self._inject(session, in_flight=False)
         except BaseException as error:
             await self._rolled_back(session, level, "commit_failed", error)
             raise
@@ -457,7 +462,6 @@ class AsyncSessionScope(ScopeBase):
                 # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
                 await session._sessionscope_unscoped.commit(session)
             else:
-                await _inject(session, isolation, in_flight=True)
                 await self._end_isolated(session, level)
         except BaseException as error:
             if not commit_may_have_landed(error):
@@ -515,12 +519,33 @@ class AsyncSessionScope(ScopeBase):
     async def _end_isolated(self, session: AsyncScopedSession, level: Level) -> None:
         """Commit in a test's isolation: release the savepoint, or for a read-only
         transaction (nothing to commit) roll back to it, which also takes back the
-        read-only mode it set on the isolation's transaction."""
+        read-only mode it set on the isolation's transaction. A fault the test
+        injected comes first, as if the COMMIT had been sent."""
+        await self._inject(session, in_flight=True)
         if not level.read_only:
             await session._sessionscope_unscoped.commit(session)
             return
         await session._sessionscope_unscoped.rollback(session)
         await self._undo_read_only()
+
+    async def _inject(self, session: AsyncScopedSession, in_flight: bool) -> None:
+        """A fault the test asked for (``iso.inject()``), if one is due: raised by the
+        database through the driver, and the savepoint's work rolled back, as the
+        failed COMMIT would leave it."""
+        isolation = self.manager._isolation
+        assert isolation is not None
+        fault = isolation.faults.due(in_flight)
+        if fault is None:
+            return
+        try:
+            if isolation.dialect == "postgresql":
+                await session.execute(text(server_raise(fault)))
+            else:
+                raise_sqlite_busy(fault)
+            raise SessionScopeError("iso.inject(%r): the database did not fail" % fault)
+        except BaseException:
+            await session._sessionscope_unscoped.rollback(session)
+            raise
 
     async def _undo_read_only(self) -> None:
         """What rolling back to a savepoint does not undo (SQLite's query_only pragma)."""
@@ -571,13 +596,6 @@ def _outcome_unknown(error: BaseException) -> CommitOutcomeUnknownError:
         "the connection was lost while COMMIT was in flight: the transaction "
         "may or may not have been committed (%r)" % (error,)
     )
-
-
-async def _inject(session: AsyncSession, isolation: Isolated, in_flight: bool) -> None:
-    """A fault a test asked for (``iso.inject()``), raised by the server, if one is due."""
-    statement = isolation.faults.statement(in_flight)
-    if statement is not None:
-        await session.execute(text(statement))
 
 
 async def _close_when_idle(session: AsyncSession) -> None:

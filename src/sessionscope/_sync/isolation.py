@@ -98,15 +98,19 @@ class Isolation:
                     isolated.connection.close()
 
     def inject(self, fault: str, times: int = 1) -> None:
-        """Make the next ``times`` scope commits fail as the database fails them.
+        """Make the next ``times`` virtual COMMITs (a scope's, or the body's own
+        ``session.commit()``) fail as the database fails them.
 
-        ``"serialization_failure"`` (40001) and ``"deadlock"`` (40P01): the server's
-        answer to COMMIT, so the transaction is rolled back and a decorated function
-        with retries re-runs. ``"connection_lost"`` (08006, just before COMMIT is
-        sent): rolled back, retried. ``"commit_outcome_unknown"`` (08006 while
-        COMMIT is in flight): ``CommitOutcomeUnknownError``, re-run only for
-        ``idempotent=True``; the work is rolled back, as if it had not landed. The
-        server raises each (PostgreSQL), so the driver's real error goes through
+        ``"serialization_failure"`` (40001) and ``"deadlock"`` (40P01): the
+        server's answer to COMMIT, so the transaction is rolled back and a
+        decorated function with retries re-runs. On SQLite both are SQLITE_BUSY,
+        from a real deadlock (of two connections to a database of the process's
+        own, the error then raised from the isolation's COMMIT).
+        ``"connection_lost"`` (08006, just before COMMIT is sent): rolled back,
+        retried. ``"commit_outcome_unknown"`` (08006 while COMMIT is in flight):
+        ``CommitOutcomeUnknownError``, re-run only for ``idempotent=True``; the
+        work is rolled back, as if it had not landed. These two are PostgreSQL's
+        only. The database raises each, so the driver's real error goes through
         the library's real classification.
         """
         self._faults.add(fault, times, {m.engine.dialect.name for m in self._managers})

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IllegalStateChangeError
 
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
-from .._isolation import Isolated
+from .._isolation import raise_sqlite_busy, server_raise
 from .._options import check_joinable
 from .._scope_base import Kind, ScopeBase
 from .._sync_compat import (
@@ -324,6 +324,8 @@ class SessionScope(ScopeBase):
             raise self.not_the_owner(how)
         session = self.session
         level = self.level
+        if self.manager._isolation is not None:
+            self.manager._isolation.check_order(session, "session.%s() on" % how)
         committed = how == "commit"
         if committed and level.rollback_only:
             cause = level.rollback_cause
@@ -332,13 +334,16 @@ class SessionScope(ScopeBase):
                 "session.commit() rolled back instead: a scope joined to the transaction"
                 " failed (%r), and the error did not reach this scope" % (cause,)
             ) from cause
-        if committed and level.read_only and self.manager._isolation is not None:
+        isolated = committed and self.manager._isolation is not None
+        if isolated:
             end = functools.partial(self._end_isolated, session, level)
-        if committed and has_pending_changes(session):
+        if committed and (isolated or has_pending_changes(session)):
             # Flushed first, as at the scope's exit: only what fails after this
             # line can leave the outcome unknown.
             try:
                 session.flush()
+                if isolated:
+                    self._inject(session, in_flight=False)
             except BaseException:
                 self._run_callbacks(level.take_callbacks(committed=False))
                 raise
@@ -449,7 +454,7 @@ class SessionScope(ScopeBase):
             if has_pending_changes(session):
                 session.flush()
             if isolation is not None:
-                _inject(session, isolation, in_flight=False)
+                self._inject(session, in_flight=False)
         except BaseException as error:
             self._rolled_back(session, level, "commit_failed", error)
             raise
@@ -458,7 +463,6 @@ class SessionScope(ScopeBase):
                 # SQLAlchemy's own commit(), not the body's (see session.py): no check to make.
                 session._sessionscope_unscoped.commit(session)
             else:
-                _inject(session, isolation, in_flight=True)
                 self._end_isolated(session, level)
         except BaseException as error:
             if not commit_may_have_landed(error):
@@ -516,12 +520,33 @@ class SessionScope(ScopeBase):
     def _end_isolated(self, session: ScopedSession, level: Level) -> None:
         """Commit in a test's isolation: release the savepoint, or for a read-only
         transaction (nothing to commit) roll back to it, which also takes back the
-        read-only mode it set on the isolation's transaction."""
+        read-only mode it set on the isolation's transaction. A fault the test
+        injected comes first, as if the COMMIT had been sent."""
+        self._inject(session, in_flight=True)
         if not level.read_only:
             session._sessionscope_unscoped.commit(session)
             return
         session._sessionscope_unscoped.rollback(session)
         self._undo_read_only()
+
+    def _inject(self, session: ScopedSession, in_flight: bool) -> None:
+        """A fault the test asked for (``iso.inject()``), if one is due: raised by the
+        database through the driver, and the savepoint's work rolled back, as the
+        failed COMMIT would leave it."""
+        isolation = self.manager._isolation
+        assert isolation is not None
+        fault = isolation.faults.due(in_flight)
+        if fault is None:
+            return
+        try:
+            if isolation.dialect == "postgresql":
+                session.execute(text(server_raise(fault)))
+            else:
+                raise_sqlite_busy(fault)
+            raise SessionScopeError("iso.inject(%r): the database did not fail" % fault)
+        except BaseException:
+            session._sessionscope_unscoped.rollback(session)
+            raise
 
     def _undo_read_only(self) -> None:
         """What rolling back to a savepoint does not undo (SQLite's query_only pragma)."""
@@ -570,13 +595,6 @@ def _outcome_unknown(error: BaseException) -> CommitOutcomeUnknownError:
         "the connection was lost while COMMIT was in flight: the transaction "
         "may or may not have been committed (%r)" % (error,)
     )
-
-
-def _inject(session: Session, isolation: Isolated, in_flight: bool) -> None:
-    """A fault a test asked for (``iso.inject()``), raised by the server, if one is due."""
-    statement = isolation.faults.statement(in_flight)
-    if statement is not None:
-        session.execute(text(statement))
 
 
 def _close_when_idle(session: Session) -> None:
