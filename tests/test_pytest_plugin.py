@@ -4,6 +4,8 @@ that it is found through the package's entry point as a user's run finds it)."""
 from __future__ import annotations
 
 import importlib.metadata
+import re
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +176,75 @@ def test_the_plugin_is_inert_until_used(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_it():\n    assert True\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=1)
+
+
+MYAPP_DB = """
+import os
+import tempfile
+
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sessionscope import SessionManager
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "readme_users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+
+
+_default = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "app.db")
+manager = SessionManager(os.environ.get("APP_SYNC_URL", _default))
+Base.metadata.drop_all(manager.engine)
+Base.metadata.create_all(manager.engine)
+
+
+@manager.with_session
+def signup(session, name):
+    session.add(User(name=name))
+    session.commit()  # as production code does
+"""
+
+README_TESTS = """
+import pytest
+from sqlalchemy import func, select
+
+from myapp.db import User, manager, signup
+
+
+@pytest.mark.parametrize("run", [1, 2])
+def test_signup(run):  # no fixture asked for: the README's conftest isolates every test
+    signup("ada")  # a unique name: the second run fails if the first one's row survived
+    with manager.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 1
+"""
+
+
+def readme_conftest() -> str:
+    """The conftest.py of the README's "Testing your code", as printed there."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(# conftest\.py\n.*?)```", readme, flags=re.DOTALL)
+    assert len(blocks) == 1, "the README shows one conftest.py"
+    return blocks[0]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_readmes_conftest_runs_as_written(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    backend: str,
+) -> None:
+    if backend == "postgres":
+        monkeypatch.setenv("APP_SYNC_URL", request.getfixturevalue("pg_server").url("psycopg"))
+    pytester.mkpydir("myapp")
+    pytester.path.joinpath("myapp", "db.py").write_text(MYAPP_DB)
+    pytester.makeconftest(readme_conftest())
+    pytester.makepyfile(test_readme=README_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2)
