@@ -13,6 +13,7 @@ from typing import Any
 
 Barrier = asyncio.Barrier
 Event = asyncio.Event
+sleep = asyncio.sleep
 
 
 async def run_concurrently(*workers: Callable[[], Awaitable[Any]]) -> list[Any]:

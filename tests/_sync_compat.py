@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 Barrier = threading.Barrier
 Event = threading.Event
+sleep = time.sleep
 
 
 def run_concurrently(*workers: Callable[[], Any]) -> list[Any]:

@@ -51,6 +51,7 @@ __all__ = [
     "create_async_engine",
     "current_owner",
     "is_flavour_function",
+    "deadline_guard",
     "listen_session_events",
     "other_flavour",
     "run_callbacks",
@@ -222,6 +223,12 @@ async def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..
                 await result
         except Exception:
             log(logging.ERROR, "callback %r failed", callback, exc_info=True)
+
+
+def deadline_guard(seconds: float) -> asyncio.Timeout | None:
+    """The client-side bound of a scope with a deadline: cancels it when the time is up
+    (and turns that cancellation into a TimeoutError as it is left)."""
+    return asyncio.timeout(seconds)
 
 
 async def run_on_connection(connection: AsyncConnection, fn: Callable[[Connection], _R]) -> _R:

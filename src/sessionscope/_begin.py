@@ -5,7 +5,8 @@ its body ends one (``session.commit()``, ``rollback()``, ``close()``) and goes
 on, the session starts the next one by itself at its next statement. Both
 fire SQLAlchemy's ``after_begin`` event on the manager's sessions, so the
 listener made here gives every transaction of a scope the same options: the
-SQLite BEGIN that makes savepoints real, and read-only mode. (The isolation
+SQLite BEGIN that makes savepoints real, read-only mode, and the settings,
+timeouts and deadline of ``_settings.py``. (The isolation
 level comes with the connection: a scope that asks for one gets a session
 bound to an engine that sets it on every connection it checks out.)
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from ._settings import postgres_start
 from ._sqlite import begin_sqlite_transaction, prepare_sqlite
 
 __all__ = ["begin_listener"]
@@ -29,9 +31,19 @@ BeginListener = Callable[[Any, Any, Connection], None]
 
 def _begin_postgresql(session: Any, transaction: Any, connection: Connection) -> None:
     scope = session._sessionscope_scope
-    if scope is not None and scope.level.read_only and not transaction.nested:
-        # Transaction-local: nothing to undo when the connection goes back.
-        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+    if scope is None or transaction.nested:
+        return
+    level = scope.level
+    # Transaction-local, all of it: nothing to undo when the connection goes back.
+    if level.setup is None and level.deadline_at is None:
+        if level.read_only:
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        return
+    start = postgres_start(
+        level.setup, level.read_only, level.deadline_at, connection.dialect.paramstyle
+    )
+    if start is not None:
+        connection.exec_driver_sql(*start)
 
 
 def begin_listener(engine: Engine) -> BeginListener | None:

@@ -24,9 +24,12 @@ import threading
 from asyncio import _get_running_loop, current_task
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._call_site import opened_at
+
+if TYPE_CHECKING:
+    from ._settings import Setup
 
 __all__ = [
     "ENDED",
@@ -65,6 +68,7 @@ class Level:
     """A transaction or a savepoint."""
 
     __slots__ = (
+        "deadline_at",
         "is_async",
         "isolation_level",
         "on_commit",
@@ -73,6 +77,7 @@ class Level:
         "read_only",
         "rollback_cause",
         "rollback_only",
+        "setup",
         "transaction_id",
     )
 
@@ -84,12 +89,18 @@ class Level:
         read_only: bool = False,
         isolation_level: str | None = None,
         transaction_id: int = 0,
+        setup: Setup | None = None,
+        deadline_at: float | None = None,
     ) -> None:
         self.parent = parent
         self.transaction_id = transaction_id  # the manager's number for the transaction
         self.is_async = is_async
         self.read_only = read_only
         self.isolation_level = isolation_level
+        # What each transaction starts with, and when the call's deadline runs out
+        # (a time.monotonic() time): see _settings.py.
+        self.setup = setup
+        self.deadline_at = deadline_at
         # Most transactions register no callbacks: the lists are made on demand.
         self.on_commit: list[Callback] | None = None
         self.on_rollback: list[Callback] | None = None

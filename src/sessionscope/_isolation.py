@@ -217,6 +217,21 @@ class Isolated:
             manager._isolation_maker = maker
         return maker(bind=self.connection)
 
+    def resets(self, level: Any) -> list[str]:
+        """What to run after a scope's savepoint is released, so that its settings
+        (``_settings.py``) end with it, as they end with a transaction outside."""
+        setup = level.setup
+        if self.dialect != "postgresql" or (setup is None and level.deadline_at is None):
+            return []
+        names = [name for name, _ in setup.settings] if setup is not None else []
+        if level.deadline_at is not None or (setup and setup.statement_timeout is not None):
+            names.append("statement_timeout")
+        if setup is not None and setup.lock_timeout is not None:
+            names.append("lock_timeout")
+        if setup is not None and setup.idle_in_transaction_timeout is not None:
+            names.append("idle_in_transaction_session_timeout")
+        return [f"RESET {name}" for name in names]
+
     def check_order(self, session: Any, doing: str) -> None:
         """Only the session whose savepoint is the connection's last may end it or begin
         another: ending the one below would end it too, and a savepoint begun above

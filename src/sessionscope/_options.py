@@ -10,6 +10,15 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypedDict
 
+from ._settings import (
+    SettingValue,
+    Setup,
+    SqliteBegin,
+    check_deadline,
+    check_settings,
+    check_sqlite_begin,
+    check_timeout,
+)
 from .config import SessionConfig, check_bool, check_delay, check_retry_attempts
 from .errors import ConfigurationError
 
@@ -41,6 +50,12 @@ class ScopeKwargs(TypedDict, total=False):
     isolation_level: str
     auto_commit: bool
     auto_rollback: bool
+    settings: Mapping[str, SettingValue]
+    statement_timeout: float | None
+    lock_timeout: float | None
+    idle_in_transaction_timeout: float | None
+    sqlite_begin: SqliteBegin
+    deadline: float | None
 
 
 class SessionKwargs(ScopeKwargs, total=False):
@@ -56,6 +71,11 @@ class SessionKwargs(ScopeKwargs, total=False):
 
 
 _SCOPE_NAMES = frozenset(ScopeKwargs.__annotations__)
+# The options that say how a transaction starts (Setup's fields), and so cannot
+# change in a scope that joins one.
+_SETUP_NAMES = frozenset(
+    ("settings", "statement_timeout", "lock_timeout", "idle_in_transaction_timeout", "sqlite_begin")
+)
 _SESSION_NAMES = frozenset(SessionKwargs.__annotations__) | _SCOPE_NAMES
 
 
@@ -69,6 +89,11 @@ class ScopeOptions:
     # How often a scope that opens a session retries getting its connection:
     # a with-block per the config, a decorated function never (it retries whole).
     connect_retries: int
+    # What each transaction starts with (None: nothing beyond BEGIN), the names
+    # of those the caller asked for itself, and the time budget of the call.
+    setup: Setup | None = None
+    asked: frozenset[str] = frozenset()
+    deadline: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,8 +128,33 @@ def normalize_isolation_level(value: object) -> str:
 
 def defaults_from(config: SessionConfig) -> ScopeOptions:
     return ScopeOptions(
-        "required", False, None, config.auto_commit, config.auto_rollback, config.retry_attempts
+        "required",
+        False,
+        None,
+        config.auto_commit,
+        config.auto_rollback,
+        config.retry_attempts,
+        setup=_setup(config, {}),
     )
+
+
+def _setup(config: SessionConfig, options: Mapping[str, Any]) -> Setup | None:
+    settings = options.get("settings")
+    setup = Setup(
+        settings=() if settings is None else check_settings(settings),
+        statement_timeout=check_timeout(
+            "statement_timeout", options.get("statement_timeout", config.statement_timeout)
+        ),
+        lock_timeout=check_timeout(
+            "lock_timeout", options.get("lock_timeout", config.lock_timeout)
+        ),
+        idle_in_transaction_timeout=check_timeout(
+            "idle_in_transaction_timeout",
+            options.get("idle_in_transaction_timeout", config.idle_in_transaction_timeout),
+        ),
+        sqlite_begin=check_sqlite_begin(options.get("sqlite_begin", config.sqlite_begin)),
+    )
+    return None if setup.is_empty else setup
 
 
 def resolve_scope_options(
@@ -136,6 +186,9 @@ def resolve_scope_options(
             "auto_rollback", options.get("auto_rollback", config.auto_rollback)
         ),
         connect_retries=config.retry_attempts if connect_retries is None else connect_retries,
+        setup=_setup(config, options),
+        asked=_SETUP_NAMES.intersection(options),
+        deadline=check_deadline(options.get("deadline")),
     )
 
 
@@ -167,9 +220,29 @@ SESSION_OPTION_NAMES = _SESSION_NAMES
 SCOPE_OPTION_NAMES = _SCOPE_NAMES
 
 
-def check_joinable(isolation_level: str | None, read_only: bool, options: ScopeOptions) -> None:
+def check_joinable(
+    isolation_level: str | None, read_only: bool, setup: Setup | None, options: ScopeOptions
+) -> None:
     """A scope joining a transaction (or opening a savepoint in it) cannot change
-    what the transaction is: its isolation level, or read-write to read-only."""
+    what the transaction is: its isolation level, read-write to read-only, what
+    it started with, or its time budget."""
+    if options.asked:
+        theirs = setup or Setup()
+        ours = options.setup or Setup()
+        for name in sorted(options.asked):
+            if getattr(ours, name) != getattr(theirs, name):
+                raise ConfigurationError(
+                    f"{name}={getattr(ours, name)!r} can only be set where a transaction "
+                    f"starts; this scope would run in the enclosing transaction, which has "
+                    f"{name}={getattr(theirs, name)!r}. Use propagation='requires_new' for a "
+                    "transaction of its own."
+                )
+    if options.deadline is not None:
+        raise ConfigurationError(
+            f"deadline={options.deadline!r} can only be set where a transaction starts; this "
+            "scope would run in the enclosing transaction, bounded by its caller's. Use "
+            "propagation='requires_new' for a transaction of its own."
+        )
     if options.isolation_level is not None and options.isolation_level != isolation_level:
         raise ConfigurationError(
             f"isolation_level={options.isolation_level!r} can only be set where a transaction "

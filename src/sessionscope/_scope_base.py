@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import enum
 import logging
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
 from ._call_site import call_site
 from ._frames import ENDED, Frame, Level, innermost
-from .errors import SessionScopeError, TransactionOwnershipError
+from ._settings import deadline_exceeded
+from ._transient import is_statement_timeout
+from .errors import (
+    CommitOutcomeUnknownError,
+    DeadlineExceededError,
+    SessionScopeError,
+    TransactionOwnershipError,
+)
 from .monitor import RollbackCause
 
 __all__ = ["Kind", "ScopeBase"]
+
+# A statement timeout capped to the deadline fires on the server's clock, rounded
+# up to the millisecond: it counts as the deadline's if it came this close to it.
+_SERVER_CLOCK_SLACK = 0.05
 
 
 class Kind(enum.Enum):
@@ -32,6 +43,8 @@ class Kind(enum.Enum):
 class ScopeBase(Frame):
     __slots__ = (
         "_committed_in_body",
+        "_deadline_at",
+        "_guard",
         "_joining",
         "_kind",
         "_options",
@@ -39,10 +52,17 @@ class ScopeBase(Frame):
         "_savepoint",
         "_started",
         "_turns",
+        "_unknown",
         "connecting",
     )
 
-    def __init__(self, manager: Any, options: Any, parent: Frame | None = None) -> None:
+    def __init__(
+        self,
+        manager: Any,
+        options: Any,
+        parent: Frame | None = None,
+        deadline_at: float | None = None,
+    ) -> None:
         self.manager = manager
         self.session = None
         self._options = options
@@ -59,6 +79,13 @@ class ScopeBase(Frame):
         self.connecting = False
         # Whether the body committed some of its work itself (session.commit()).
         self._committed_in_body = False
+        # When the call's deadline runs out (time.monotonic()), if it has one: a
+        # decorated function's attempts share its call's. The async flavour's
+        # client-side bound on the scope, while entered (an asyncio.Timeout).
+        self._deadline_at = deadline_at
+        self._guard: Any = None
+        # Whether COMMIT was in flight when the connection was lost or the scope stopped.
+        self._unknown = False
 
     @property
     def opens_transaction(self) -> bool:
@@ -117,6 +144,7 @@ class ScopeBase(Frame):
     def _count_unknown(self, level: Level, error: BaseException) -> None:
         """COMMIT was in flight when the connection was lost: neither callbacks nor a
         rollback count, since nobody knows what happened."""
+        self._unknown = True
         manager = self.manager
         if manager._monitoring:
             manager.monitor.commit_outcome_unknown(error, level.transaction_id)
@@ -126,6 +154,27 @@ class ScopeBase(Frame):
             error,
             transaction_id=level.transaction_id,
         )
+
+    def _past_deadline(self, error: BaseException) -> BaseException:
+        """The error to raise for ``error`` leaving a scope with a deadline: the
+        deadline's, if it is what stopped the scope (the client-side bound, or a
+        statement timeout capped to it); else ``error`` itself."""
+        deadline_at = self._deadline_at
+        if deadline_at is None or isinstance(error, DeadlineExceededError):
+            return error
+        stopped_by_us = type(error) is TimeoutError  # the asyncio.Timeout of _guard
+        if not stopped_by_us and not (
+            is_statement_timeout(error) and deadline_at - monotonic() <= _SERVER_CLOCK_SLACK
+        ):
+            return error
+        if self._unknown:
+            unknown = CommitOutcomeUnknownError(
+                "the deadline ran out while COMMIT was in flight: the transaction may or "
+                "may not have been committed"
+            )
+            unknown.__cause__ = error
+            return unknown
+        return deadline_exceeded("during the scope; it was rolled back", error)
 
     def _ended(
         self, level: Level, cause: RollbackCause | None, error: BaseException | None

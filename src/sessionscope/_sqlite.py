@@ -47,6 +47,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
+from ._sqlite_limits import ABORT as _ABORT
+from ._sqlite_limits import apply_limits
+
 __all__ = [
     "begin_connection",
     "begin_sqlite_transaction",
@@ -58,8 +61,6 @@ _DRIVERS = frozenset({"pysqlite", "aiosqlite"})
 
 # In a connection record's info: the connection is in query_only mode because of us.
 _QUERY_ONLY = "sessionscope_query_only"
-# In a connection record's info (aiosqlite): the Event its progress handler checks.
-_ABORT = "sessionscope_abort"
 # VM instructions between two calls of the progress handler: rare enough to cost
 # nothing measurable, often enough to stop a statement within microseconds.
 _PROGRESS_STEPS = 1000
@@ -79,18 +80,33 @@ def begin_sqlite_transaction(session: Any, transaction: Any, connection: Connect
     # round trip; in AUTOCOMMIT a BEGIN of ours would never be committed. Already
     # in a transaction: a session joining a connection's transaction (with Python
     # >= 3.12's autocommit=False, sqlite3 keeps one open itself).
-    if not raw.in_transaction and not connection._is_autocommit_isolation():
-        try:
-            raw.execute("BEGIN")
-        except sqlite3.ProgrammingError:
-            _run_in_driver_thread(connection, "BEGIN")
     scope = session._sessionscope_scope
-    if scope is not None and scope.level.read_only:
+    level = None if scope is None else scope.level
+    if not raw.in_transaction and not connection._is_autocommit_isolation():
+        if level is not None and level.setup is not None and _immediate(level):
+            # May wait for another writer (the busy timeout): in the driver's thread.
+            _run_in_driver_thread(connection, "BEGIN IMMEDIATE")
+        else:
+            try:
+                raw.execute("BEGIN")
+            except sqlite3.ProgrammingError:
+                _run_in_driver_thread(connection, "BEGIN")
+    if level is None:
+        return
+    if level.read_only:
         try:
             raw.execute("PRAGMA query_only = ON")
         except sqlite3.ProgrammingError:
             _run_in_driver_thread(connection, "PRAGMA query_only = ON")
         connection.connection.info[_QUERY_ONLY] = True
+    # In a test's isolation the connection stays out: lift an earlier scope's limits.
+    isolated = scope.manager._isolation is not None
+    if level.setup is not None or level.deadline_at is not None or isolated:
+        apply_limits(connection, raw, level.setup, level.deadline_at)
+
+
+def _immediate(level: Any) -> bool:
+    return bool(level.setup.sqlite_begin == "immediate" and not level.read_only)
 
 
 def begin_connection(connection: Connection) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "create_engine",
     "current_owner",
     "is_flavour_function",
+    "deadline_guard",
     "listen_session_events",
     "other_flavour",
     "run_callbacks",
@@ -179,6 +180,12 @@ def run_callbacks(callbacks: Iterable[Callable[[], Any]], log: Callable[..., Non
 def run_on_connection(connection: Connection, fn: Callable[[Connection], _R]) -> _R:
     """Run ``fn`` with ``connection`` (the async twin hands it the sync one)."""
     return fn(connection)
+
+
+def deadline_guard(seconds: float) -> Any:
+    """A sync scope cannot be stopped from outside: the deadline bounds it on the
+    server (statement timeouts capped to it), and between attempts."""
+    return None
 
 
 def running_loop() -> object:

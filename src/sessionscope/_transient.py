@@ -21,9 +21,11 @@ __all__ = [
     "RETRIED_SQLSTATES",
     "SQLITE_RETRIED_CODES",
     "is_connection_error",
+    "is_statement_timeout",
     "is_transient",
     "retry_reason",
     "sqlstate_of",
+    "timeout_reason",
     "transient_reason",
 ]
 
@@ -49,8 +51,13 @@ CONNECTION_SQLSTATES: Mapping[str, str] = {
 
 NEVER_RETRIED_SQLSTATES: Mapping[str, str] = {
     "57014": "query_canceled / statement_timeout: re-running would time out again",
+    "55P03": "lock_not_available / lock_timeout: the lock's holder may hold it as long again",
     "25P02": "in_failed_sql_transaction: a symptom, the cause was earlier",
 }
+
+# Errors not retried by default but classified, so that retry_on can opt in and the
+# retry is counted under its reason.
+TIMEOUT_REASONS: Mapping[str, str] = {"57014": "statement_timeout", "55P03": "lock_timeout"}
 
 # Timeouts (asyncio's TimeoutError is the builtin one; SQLAlchemy's pool
 # timeout is its own class) and commits of unknown outcome: never re-run.
@@ -63,6 +70,8 @@ SQLITE_RETRIED_CODES: Mapping[int, str] = {
     5: "SQLITE_BUSY: another connection holds a conflicting lock",
     6: "SQLITE_LOCKED: a conflict within the same connection or shared cache",
 }
+# SQLITE_INTERRUPT: how a scope's statement_timeout stops a statement on SQLite.
+_SQLITE_INTERRUPT = 9
 
 
 def _driver_errors(exc: BaseException) -> list[BaseException]:
@@ -92,6 +101,18 @@ def _sqlite_code(exc: BaseException) -> int | None:
         if isinstance(code, int):
             return code & 0xFF
     return None
+
+
+def timeout_reason(exc: BaseException) -> str | None:
+    """``"statement_timeout"`` or ``"lock_timeout"`` for the errors of those timeouts."""
+    code = sqlstate_of(exc)
+    if code is not None:
+        return TIMEOUT_REASONS.get(code)
+    return "statement_timeout" if _sqlite_code(exc) == _SQLITE_INTERRUPT else None
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    return timeout_reason(exc) == "statement_timeout"
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -171,7 +192,7 @@ def retry_reason(
     if retry_on is not None:
         verdict = retry_on(exc)
         if verdict is not None:
-            return "retry_on" if verdict else None
+            return (timeout_reason(exc) or "retry_on") if verdict else None
     if isinstance(exc, CommitOutcomeUnknownError):
         return "commit_outcome_unknown" if idempotent else None
     return transient_reason(exc, connecting)

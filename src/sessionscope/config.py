@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ._settings import SqliteBegin, check_sqlite_begin, check_timeout
 from .errors import ConfigurationError
 
 __all__ = ["LOG_LEVELS", "SessionConfig", "check_bool", "check_delay", "check_retry_attempts"]
@@ -74,6 +75,11 @@ class SessionConfig:
     retry_max_delay: float = 30.0
     retry_jitter: bool = True
     slow_transaction_seconds: float = 1.0
+    # Defaults of the scopes' transaction options (README "Settings and deadlines").
+    statement_timeout: float | None = None
+    lock_timeout: float | None = None
+    idle_in_transaction_timeout: float | None = None
+    sqlite_begin: SqliteBegin = "deferred"
 
     def __post_init__(self) -> None:
         for name in ("auto_commit", "auto_rollback", "enable_monitoring", "retry_jitter"):
@@ -82,6 +88,9 @@ class SessionConfig:
         for name in ("retry_delay", "retry_max_delay", "slow_transaction_seconds"):
             object.__setattr__(self, name, check_delay(name, getattr(self, name)))
         object.__setattr__(self, "log_level", _check_log_level(self.log_level))
+        for name in _OPTIONAL_SECONDS:
+            object.__setattr__(self, name, check_timeout(name, getattr(self, name)))
+        check_sqlite_begin(self.sqlite_begin)
 
     @property
     def log_level_number(self) -> int:
@@ -111,7 +120,10 @@ class SessionConfig:
             raw = env.get(variable)
             if raw is None:
                 continue
-            values[field.name] = _parse(variable, raw.strip(), field.default)
+            if field.name in _OPTIONAL_SECONDS:
+                values[field.name] = _parse_seconds_or_none(variable, raw.strip())
+            else:
+                values[field.name] = _parse(variable, raw.strip(), field.default)
         try:
             return cls(**values)
         except ConfigurationError as exc:
@@ -121,6 +133,18 @@ class SessionConfig:
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(SessionConfig))
+_OPTIONAL_SECONDS = ("statement_timeout", "lock_timeout", "idle_in_transaction_timeout")
+
+
+def _parse_seconds_or_none(variable: str, raw: str) -> float | None:
+    if raw.lower() in ("", "none"):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{variable} must be a number of seconds (or none), got {raw!r}"
+        ) from None
 
 
 def _parse(variable: str, raw: str, default: object) -> object:

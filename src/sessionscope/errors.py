@@ -15,6 +15,7 @@ __all__ = [
     "CommitOutcomeUnknownError",
     "ConcurrentSessionUseError",
     "ConfigurationError",
+    "DeadlineExceededError",
     "NoActiveSessionError",
     "Rollback",
     "SessionScopeError",
@@ -40,6 +41,14 @@ class CommitOutcomeUnknownError(SessionScopeError):
 
     The original error is chained as ``__cause__``. The work is not retried
     unless it was declared ``idempotent=True``.
+    """
+
+
+class DeadlineExceededError(SessionScopeError, TimeoutError):
+    """The call's ``deadline`` ran out: before an attempt or a backoff, or during one
+    (a statement stopped by the capped server-side timeout, or in the async flavour
+    the attempt cancelled). Never retried; the transaction was rolled back. The
+    error that stopped the attempt, if any, is chained as ``__cause__``.
     """
 
 

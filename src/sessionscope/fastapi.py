@@ -31,7 +31,7 @@ lock, until the pool or busy timeout fails them.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 
 from .errors import ConfigurationError
@@ -77,17 +77,26 @@ def _request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator
     work (connecting, COMMIT) still runs in worker threads, on limiters of
     its own (see the module's docstring).
     """
-    manager._resolve_options(options)  # bad options fail here, at import time
+    settings = options.get("settings")
+    per_request = callable(settings) and not isinstance(settings, Mapping)
+    if per_request:
+        # Checked with a stand-in now (SQLite refuses any); the real ones per request.
+        options = {k: v for k, v in options.items() if k != "settings"}
+        manager._resolve_options({**options, "settings": {"sessionscope.check": ""}})
+    else:
+        manager._resolve_options(options)  # bad options fail here, at import time
     if manager.is_async:
 
-        async def async_request_session() -> AsyncIterator[Any]:
-            async with manager.session_scope(**options) as session:
+        async def async_request_session(settings: Any = None) -> AsyncIterator[Any]:
+            scope_options = options if settings is None else {**options, "settings": settings}
+            async with manager.session_scope(**scope_options) as session:
                 yield session
 
-        return async_request_session
+        return _taking_settings(async_request_session, settings if per_request else None)
 
-    async def sync_request_session() -> AsyncIterator[Any]:
-        scope = manager.session_scope(**options)
+    async def sync_request_session(settings: Any = None) -> AsyncIterator[Any]:
+        scope_options = options if settings is None else {**options, "settings": settings}
+        scope = manager.session_scope(**scope_options)
         session = await to_thread.run_sync(scope.__enter__, limiter=_limiter(_OPENING))
         scope.make_current()
         try:
@@ -105,7 +114,25 @@ def _request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator
         scope.release_current()
         await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_limiter(_CLOSING))
 
-    return sync_request_session
+    return _taking_settings(sync_request_session, settings if per_request else None)
+
+
+def _taking_settings(
+    dependency: Callable[..., AsyncIterator[Any]], settings: Callable[..., Any] | None
+) -> Callable[..., AsyncIterator[Any]]:
+    """The signature FastAPI reads: a ``settings`` parameter resolved by the
+    ``settings`` dependency (the tenant from the request's auth, say), or none."""
+    parameters = []
+    if settings is not None:
+        parameters.append(
+            inspect.Parameter(
+                "settings",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[Mapping[str, Any], Depends(settings)],
+            )
+        )
+    dependency.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return dependency
 
 
 def session_depends(manager: Any, **options: Any) -> Any:
@@ -127,7 +154,12 @@ def session_dependency(manager: Any, **options: Any) -> Any:
     """The parameter type of an endpoint that gets the request's session:
     ``Annotated[AsyncSession, session_depends(manager, **options)]`` (``Session``
     for a sync manager). One scope of ``manager`` per request, committed before
-    the response is sent; ``options`` are those of ``session_scope()``."""
+    the response is sent; ``options`` are those of ``session_scope()``.
+
+    ``settings`` may also be a FastAPI dependency returning the mapping (the
+    tenant of the request's user, for row-level security): it is resolved per
+    request, and its values are set in the transaction before the endpoint runs.
+    """
     if manager.is_async:
         from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
-from sessionscope import AsyncSessionManager
+from sessionscope import AsyncSessionManager, CommitOutcomeUnknownError
 from tests.faults import FaultProxy
 from tests.models import User
 from tests.support import Database
@@ -186,3 +187,74 @@ async def test_a_cancelled_long_read_after_a_write_releases_the_lock_at_once(
             session.add(User(name=f"next {n}"))
         assert time.monotonic() - started < 1, "the next writer waited for the lock"
     assert database.names() == [f"next {n}" for n in range(6)]
+
+
+@pytest.mark.parametrize("when", ["before_cursor_execute", "after_cursor_execute"])
+async def test_a_task_cancelled_at_set_config_leaves_nothing_on_the_connection(
+    database: Database, when: str
+) -> None:
+    # SQLAlchemy issue #13381: SET LOCAL, then a cancellation, returned the connection
+    # to the pool with its transaction (and the setting) still open. Here the task is
+    # cancelled exactly as the scope's set_config() statement is sent, or right after
+    # it returned, on a pool of one connection; the next borrower must see neither.
+    if not database.is_postgres:
+        manager = AsyncSessionManager(database.url)
+        with pytest.raises(Exception, match="settings="):
+            manager.session_scope(settings={"app.tenant_id": 1})
+        return await manager.dispose()
+    manager = AsyncSessionManager(database.url, pool_size=1, max_overflow=0)
+    task: asyncio.Task[None] | None = None
+
+    def cancel_at_set_config(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "set_config" in statement and task is not None:
+            task.cancel()
+
+    sync_engine = manager.engine.sync_engine
+    event.listen(sync_engine, when, cancel_at_set_config)
+
+    async def tenant_request() -> None:
+        async with manager.session_scope(settings={"app.tenant_id": 1}) as session:
+            session.add(User(name="never"))
+            await session.flush()
+
+    try:
+        for _ in range(5):
+            task = asyncio.create_task(tenant_request())
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert manager.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            assert database.idle_in_transaction() == 0
+        event.remove(sync_engine, when, cancel_at_set_config)
+        async with manager.session_scope() as session:  # the pool's only connection
+            assert await session.scalar(text("SELECT current_setting('app.tenant_id', true)")) in (
+                None,
+                "",
+            )
+            # A new transaction, not one left open: it has not written anything.
+            assert await session.scalar(text("SELECT pg_current_xact_id_if_assigned()")) is None
+    finally:
+        await manager.dispose()
+    assert database.count() == 0
+
+
+async def test_a_deadline_running_out_while_commit_is_in_flight_leaves_the_outcome_unknown(
+    database: Database,
+) -> None:
+    if not database.is_postgres:
+        return  # SQLite's COMMIT is a call into the library, not a message that can be held
+    with FaultProxy(database.pg_server.host, database.pg_server.port) as proxy:
+        manager = AsyncSessionManager(proxy.url(database.url))
+        try:
+
+            @manager.with_session(deadline=0.5, idempotent=True, retry_attempts=3)
+            async def write(session: Any) -> None:
+                session.add(User(name="ada"))
+
+            proxy.delay_forwarding(b"COMMIT", 1.0)  # held past the deadline (and the grace)
+            with pytest.raises(CommitOutcomeUnknownError) as raised:
+                await write()  # idempotent, yet not re-run: no time is left
+            assert proxy.fired.is_set()
+            assert isinstance(raised.value.__cause__, TimeoutError)
+            assert manager.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        finally:
+            await manager.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from .._async_compat import (
@@ -24,6 +25,7 @@ from .._options import (
     resolve_retry_options,
     resolve_scope_options,
 )
+from .._settings import deadline_exceeded
 from .._transient import retry_reason
 from ..config import SessionConfig
 from .retrying import wait_before_retry
@@ -115,8 +117,14 @@ def session_function(
                 # get_db() session, say): used as is.
                 return await fn(*bound, passed, *args, **kwargs)
         attempt = 0
+        # One budget for the call: every attempt and every backoff.
+        deadline = scope_options.deadline
+        deadline_at = None if deadline is None else monotonic() + deadline
+        failed: BaseException | None = None  # the last attempt's error
         while True:
-            scope = AsyncSessionScope(current, scope_options, parent)
+            if failed is not None and deadline_at is not None and monotonic() >= deadline_at:
+                raise deadline_exceeded("before attempt %d" % (attempt + 1), failed)
+            scope = AsyncSessionScope(current, scope_options, parent, deadline_at)
             try:
                 async with scope as session:
                     return await fn(*bound, session, *args, **kwargs)
@@ -146,7 +154,8 @@ def session_function(
                     )
                     raise
                 attempt += 1
-                await wait_before_retry(current, attempt, reason, error, retry)
+                failed = error
+                await wait_before_retry(current, attempt, reason, error, retry, deadline_at)
 
     parameters = list(signature.parameters.values())
     del parameters[position]

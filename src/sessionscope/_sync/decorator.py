@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from .._decorating import check_decorated, check_fallback, name_of, note_once
@@ -20,6 +21,7 @@ from .._options import (
     resolve_retry_options,
     resolve_scope_options,
 )
+from .._settings import deadline_exceeded
 from .._sync_compat import (
     IS_ASYNC,
     Outcome,
@@ -118,8 +120,14 @@ def session_function(
                 # get_db() session, say): used as is.
                 return fn(*bound, passed, *args, **kwargs)
         attempt = 0
+        # One budget for the call: every attempt and every backoff.
+        deadline = scope_options.deadline
+        deadline_at = None if deadline is None else monotonic() + deadline
+        failed: BaseException | None = None  # the last attempt's error
         while True:
-            scope = SessionScope(current, scope_options, parent)
+            if failed is not None and deadline_at is not None and monotonic() >= deadline_at:
+                raise deadline_exceeded("before attempt %d" % (attempt + 1), failed)
+            scope = SessionScope(current, scope_options, parent, deadline_at)
             try:
                 with scope as session:
                     return fn(*bound, session, *args, **kwargs)
@@ -147,7 +155,8 @@ def session_function(
                     )
                     raise
                 attempt += 1
-                wait_before_retry(current, attempt, reason, error, retry)
+                failed = error
+                wait_before_retry(current, attempt, reason, error, retry, deadline_at)
 
     parameters = list(signature.parameters.values())
     del parameters[position]

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import logging
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from .._backoff import backoff_delay
 from .._options import RetryOptions
+from .._settings import deadline_exceeded
 from .._sync_compat import sleep
 
 if TYPE_CHECKING:
@@ -24,9 +26,17 @@ def wait_before_retry(
     reason: str,
     error: BaseException,
     retry: RetryOptions,
+    deadline_at: float | None = None,
 ) -> None:
-    """Back off before retry number ``attempt`` (the failed session is already closed)."""
+    """Back off before retry number ``attempt`` (the failed session is already closed);
+    with a deadline, only if the retry can still start before it."""
     delay = backoff_delay(attempt, retry.delay, retry.max_delay, retry.jitter)
+    if deadline_at is not None and monotonic() + delay >= deadline_at:
+        raise deadline_exceeded(
+            "before retry %d (after %s): its backoff of %.3f s would pass it"
+            % (attempt, reason, delay),
+            error,
+        )
     if manager._monitoring:
         manager.monitor.retried(reason, attempt, error)
     manager._log(

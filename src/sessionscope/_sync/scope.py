@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from time import perf_counter
+from time import monotonic, perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
 from .._isolation import raise_sqlite_busy, server_raise
 from .._options import check_joinable
 from .._scope_base import Kind, ScopeBase
+from .._settings import deadline_exceeded
 from .._sync_compat import (
     IS_ASYNC,
     Outcome,
@@ -27,6 +28,7 @@ from .._sync_compat import (
     Turns,
     close_if_idle,
     current_owner,
+    deadline_guard,
     has_pending_changes,
     run_callbacks,
     run_shielded,
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
     from .manager import SessionManager
 
 __all__ = ["SessionScope"]
+
+# How long after the deadline the async flavour's client-side bound cancels a scope.
+_CLIENT_GRACE = 0.1
 
 
 class SessionScope(ScopeBase):
@@ -136,7 +141,16 @@ class SessionScope(ScopeBase):
             # an isolation, an on_commit callback of the body's own commit) uses it.
             turns = manager._turns if manager._isolation is None else manager._isolation.turns
             take_turn = parent is None and (turns is None or turns.holder != owner)
-            session = self._open(take_turn)
+            if self._options.deadline is not None or self._deadline_at is not None:
+                self._start_deadline()
+                try:
+                    session = self._open(take_turn)
+                except BaseException as error:
+                    leaving = self._leave_guard(error)
+                    assert leaving is not None
+                    raise self._past_deadline(leaving)  # noqa: B904 (its cause is set)
+            else:
+                session = self._open(take_turn)
             if self._turns is not None:
                 self._turns.holder = owner
         self.session = session
@@ -144,6 +158,37 @@ class SessionScope(ScopeBase):
         self.owner = owner
         innermost.set(self)
         return session
+
+    def _start_deadline(self) -> None:
+        """The call's deadline: none of it left, no scope; else, in the async flavour,
+        the scope bounded on the client side too, its exit included."""
+        if self._deadline_at is None:
+            self._deadline_at = monotonic() + self._options.deadline
+        left = self._deadline_at - monotonic()
+        if left <= 0:
+            raise deadline_exceeded("before the scope began")
+        # A little after the deadline: a statement running then is stopped by the
+        # server's capped timeout, which leaves the connection usable.
+        guard = deadline_guard(left + _CLIENT_GRACE)
+        if guard is not None:
+            guard.__enter__()
+            self._guard = guard
+
+    def _leave_guard(self, error: BaseException | None) -> BaseException | None:
+        """Leave the client-side bound: the error leaving the scope, or the bound's
+        TimeoutError if it is what cancelled the scope."""
+        guard = self._guard
+        if guard is None:
+            return error
+        self._guard = None
+        try:
+            if error is None:
+                guard.__exit__(None, None, None)
+            else:
+                guard.__exit__(type(error), error, error.__traceback__)
+        except TimeoutError as timeout:
+            return timeout
+        return error
 
     def _open(self, take_turn: bool = True) -> ScopedSession:
         """A new session with its connection and transaction, owned by this scope. A
@@ -161,7 +206,9 @@ class SessionScope(ScopeBase):
                 if reason != "connection" or attempt >= self._options.connect_retries:
                     raise
                 attempt += 1
-                wait_before_retry(manager, attempt, reason, error, manager._connect_retry)
+                wait_before_retry(
+                    manager, attempt, reason, error, manager._connect_retry, self._deadline_at
+                )
 
     def _new_session(self) -> ScopedSession:
         """A session of this scope, and the level of its transaction (not begun yet)."""
@@ -188,6 +235,8 @@ class SessionScope(ScopeBase):
             read_only=options.read_only,
             isolation_level=options.isolation_level,
             transaction_id=transaction_id,
+            setup=options.setup,
+            deadline_at=self._deadline_at,
         )
         # Before the connection: its transaction begins with this scope's options.
         session._sessionscope_scope = self
@@ -220,7 +269,9 @@ class SessionScope(ScopeBase):
     def _join(self, parent: Frame) -> Session:
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
         options = self._options
-        check_joinable(parent.level.isolation_level, parent.level.read_only, options)
+        check_joinable(
+            parent.level.isolation_level, parent.level.read_only, parent.level.setup, options
+        )
         session: ScopedSession = parent.session
         level = parent.level
         if options.propagation == "nested":
@@ -232,6 +283,8 @@ class SessionScope(ScopeBase):
                 read_only=level.read_only,
                 isolation_level=level.isolation_level,
                 transaction_id=level.transaction_id,
+                setup=level.setup,
+                deadline_at=level.deadline_at,
             )
             if self.manager._monitoring:
                 self.manager.monitor.savepoint("opened", level.transaction_id)
@@ -257,6 +310,23 @@ class SessionScope(ScopeBase):
     ) -> bool | None:
         # True swallows a ``Rollback``; ``bool | None`` rather than ``bool`` tells type
         # checkers that code after a ``with`` block ending in ``return`` is unreachable.
+        if self._deadline_at is None or self._kind is not Kind.OWN:
+            return self._exit(exc)
+        try:
+            swallowed = self._exit(exc)
+        except BaseException as error:
+            leaving = self._leave_guard(error)
+            assert leaving is not None
+            raise self._past_deadline(leaving)  # noqa: B904 (its cause is set)
+        leaving = self._leave_guard(None if swallowed else exc)
+        if leaving is not None:
+            replaced = self._past_deadline(leaving)
+            if replaced is not exc:
+                raise replaced
+        return swallowed
+
+    def _exit(self, exc: BaseException | None) -> bool:
+        """End the scope: commit, roll back, or leave it to the enclosing one."""
         session = self.session
         if session is None:
             raise SessionScopeError("a scope exited that was never entered")
@@ -525,6 +595,13 @@ class SessionScope(ScopeBase):
         self._inject(session, in_flight=True)
         if not level.read_only:
             session._sessionscope_unscoped.commit(session)
+            # PostgreSQL keeps what set_config(..., true) set to the end of the
+            # (isolation's) transaction, past a released savepoint: the scopes after
+            # this one must not see it.
+            isolation = self.manager._isolation
+            assert isolation is not None
+            for statement in isolation.resets(level):
+                isolation.connection.exec_driver_sql(statement)
             return
         session._sessionscope_unscoped.rollback(session)
         self._undo_read_only()

@@ -1,0 +1,440 @@
+"""Transaction settings, timeouts and deadlines (README "Settings and deadlines"):
+what every transaction of a scope starts with, and that none of it outlives the
+scope on its connection."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from sessionscope import (
+    ConfigurationError,
+    DeadlineExceededError,
+    SessionConfig,
+    SessionScopeError,
+)
+from sessionscope._async import AsyncSessionManager
+from sessionscope._async.isolation import async_isolated
+from sessionscope._async_compat import AsyncSession, sync_engine_of
+from sessionscope._transient import timeout_reason
+from tests._async_compat import sleep
+from tests.models import User
+from tests.support import Database
+
+# A statement that runs for seconds on each backend: long enough for any timeout here.
+SLOW = {
+    "postgresql": "SELECT pg_sleep(5)",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+    "SELECT count(*) FROM (SELECT x FROM c LIMIT 300000000)",
+}
+TENANT = "SELECT current_setting('app.tenant_id', true)"
+
+
+class Boom(Exception):
+    pass
+
+
+def slow(manager: AsyncSessionManager) -> Any:
+    return text(SLOW[manager.engine.dialect.name])
+
+
+@contextmanager
+def statements_of(manager: AsyncSessionManager) -> Iterator[list[str]]:
+    """The statements the manager's connections send, as they are sent."""
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    engine = sync_engine_of(manager.engine)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def has_settings(manager: AsyncSessionManager, database: Database) -> bool:
+    """PostgreSQL has settings of a transaction; SQLite refuses them, at once."""
+    if database.is_postgres:
+        return True
+    with pytest.raises(ConfigurationError, match=r"settings="):
+        manager.session_scope(settings={"app.tenant_id": 1})
+    return False
+
+
+# -- bad values fail where they are given ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"settings": {"bad name": 1}}, "'bad name'"),
+        ({"settings": {"1st": 1}}, "'1st'"),
+        ({"settings": {"app.x": object()}}, "settings\\['app.x'\\]"),
+        ({"settings": ["app.x"]}, "\\['app.x'\\]"),
+        ({"statement_timeout": -1}, "statement_timeout.*-1"),
+        ({"lock_timeout": 0}, "lock_timeout.*0"),
+        ({"idle_in_transaction_timeout": float("nan")}, "idle_in_transaction_timeout.*nan"),
+        ({"sqlite_begin": "exclusive"}, "sqlite_begin.*'exclusive'"),
+        ({"deadline": -0.5}, "deadline.*-0.5"),
+        ({"deadline": True}, "deadline.*True"),
+    ],
+)
+async def test_bad_values_fail_at_the_line_that_gives_them(
+    manager: AsyncSessionManager, options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        manager.session_scope(**options)
+    with pytest.raises(ConfigurationError, match=named):
+        manager.with_session(**options)(work)
+
+
+async def work(session: AsyncSession) -> None:
+    pass
+
+
+async def test_bad_config_values_fail_at_once() -> None:
+    with pytest.raises(ConfigurationError, match=r"statement_timeout.*-2"):
+        SessionConfig(statement_timeout=-2)
+    with pytest.raises(ConfigurationError, match=r"sqlite_begin.*'exclusive'"):
+        SessionConfig(sqlite_begin="exclusive")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"SESSIONSCOPE_LOCK_TIMEOUT"):
+        SessionConfig.from_env(environ={"SESSIONSCOPE_LOCK_TIMEOUT": "soon"})
+    config = SessionConfig.from_env(
+        environ={
+            "SESSIONSCOPE_STATEMENT_TIMEOUT": "2.5",
+            "SESSIONSCOPE_LOCK_TIMEOUT": "none",
+            "SESSIONSCOPE_SQLITE_BEGIN": "immediate",
+        }
+    )
+    assert (config.statement_timeout, config.lock_timeout, config.sqlite_begin) == (
+        2.5,
+        None,
+        "immediate",
+    )
+
+
+async def test_what_sqlite_has_not_is_refused_there(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    if database.is_postgres:
+        manager.session_scope(settings={"app.x": 1}, idle_in_transaction_timeout=5)
+        return
+    with pytest.raises(ConfigurationError, match=r"settings=\{'app.x': '1'\}"):
+        manager.session_scope(settings={"app.x": 1})
+    with pytest.raises(ConfigurationError, match=r"idle_in_transaction_timeout=5.0"):
+        manager.with_session(idle_in_transaction_timeout=5)(work)
+    with pytest.raises(ConfigurationError, match=r"idle_in_transaction_timeout"):
+        AsyncSessionManager(database.url, config=SessionConfig(idle_in_transaction_timeout=5))
+
+
+async def test_a_joined_scope_cannot_change_what_its_transaction_started_with(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    options: dict[str, Any] = {"statement_timeout": 5}
+    if database.is_postgres:
+        options["settings"] = {"app.tenant_id": 7}
+    async with manager.session_scope(**options):
+        async with manager.session_scope(**options):  # the same: fine
+            pass
+        with pytest.raises(ConfigurationError, match=r"statement_timeout=3.0"):
+            async with manager.session_scope(statement_timeout=3):
+                pass
+        with pytest.raises(ConfigurationError, match=r"deadline"):
+            async with manager.session_scope(deadline=1):
+                pass
+        async with manager.session_scope(propagation="requires_new", statement_timeout=3):
+            pass  # a transaction of its own
+
+
+# -- PostgreSQL: one statement, every transaction, never the next user's -------------------
+
+
+async def test_settings_and_timeouts_cost_one_statement(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    if not has_settings(manager, database):
+        return
+    with statements_of(manager) as plain:
+        async with manager.session_scope() as session:
+            await session.execute(select(1))
+    with statements_of(manager) as configured:
+        async with manager.session_scope(
+            settings={"app.tenant_id": 7, "app.user": "ada"},
+            statement_timeout=5,
+            lock_timeout=2,
+        ) as session:
+            await session.execute(select(1))
+            assert await session.scalar(text(TENANT)) == "7"
+            assert await session.scalar(text("SHOW statement_timeout")) == "5s"
+            assert await session.scalar(text("SHOW lock_timeout")) == "2s"
+    assert len(configured) == len(plain) + 1 + 3, configured  # one more, then the 3 checks
+    assert configured[0].startswith("SELECT set_config(")
+
+
+async def test_settings_start_every_transaction_of_the_scope(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    if not has_settings(manager, database):
+        return
+    attempts = 0
+
+    @manager.with_session(settings={"app.tenant_id": "t1"}, retry_on=lambda e: True)
+    async def flaky(session: AsyncSession) -> list[str]:
+        nonlocal attempts
+        attempts += 1
+        seen = [await session.scalar(text(TENANT))]
+        if attempts == 1:
+            raise Boom  # retried: the next attempt starts with the setting again
+        await session.commit()
+        seen.append(await session.scalar(text(TENANT)))  # after the body's own commit
+        return seen
+
+    assert await flaky() == ["t1", "t1"]
+    assert attempts == 2
+
+
+async def test_no_setting_reaches_the_next_user_of_the_connection(
+    database: Database, config: SessionConfig
+) -> None:
+    manager = AsyncSessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+    if not has_settings(manager, database):
+        return await manager.dispose()
+    try:
+        async with manager.session_scope(
+            settings={"app.tenant_id": 1}, statement_timeout=1, read_only=True
+        ) as session:
+            assert await session.scalar(text(TENANT)) == "1"
+        with pytest.raises(Boom):
+            async with manager.session_scope(settings={"app.tenant_id": 2}) as session:
+                raise Boom
+        async with manager.session_scope() as session:  # the same, only connection
+            assert await session.scalar(text(TENANT)) in (None, "")
+            assert await session.scalar(text("SHOW statement_timeout")) == "0"
+            assert await session.scalar(text("SHOW transaction_read_only")) == "off"
+    finally:
+        await manager.dispose()
+
+
+async def test_a_read_only_scope_with_settings_still_refuses_writes(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    if not has_settings(manager, database):
+        return
+    with pytest.raises(DBAPIError, match=r"read-only"):
+        async with manager.session_scope(read_only=True, settings={"app.x": True}) as session:
+            assert await session.scalar(text("SELECT current_setting('app.x')")) == "on"
+            session.add(User(name="refused"))
+            await session.flush()
+    assert database.count() == 0
+
+
+async def test_settings_end_with_their_scope_inside_an_isolation(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    if not has_settings(manager, database):
+        return
+    async with async_isolated(manager):
+        async with manager.session_scope(settings={"app.tenant_id": 1}, lock_timeout=3) as s:
+            assert await s.scalar(text(TENANT)) == "1"
+        async with manager.session_scope() as session:
+            assert await session.scalar(text(TENANT)) in (None, "")
+            assert await session.scalar(text("SHOW lock_timeout")) == "0"
+
+
+# -- timeouts: stopped, classified, not retried unless asked -----------------------------
+
+
+async def test_a_statement_timeout_stops_the_statement_and_is_not_retried(
+    manager: AsyncSessionManager,
+) -> None:
+    attempts = 0
+
+    @manager.with_session(statement_timeout=0.2, retry_attempts=3)
+    async def report(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        await session.execute(slow(manager))
+
+    started = time.monotonic()
+    with pytest.raises(DBAPIError) as raised:
+        await report()
+    assert time.monotonic() - started < 3
+    assert timeout_reason(raised.value) == "statement_timeout"
+    assert attempts == 1
+
+
+async def test_retry_on_can_opt_in_to_a_timeout(manager: AsyncSessionManager) -> None:
+    attempts = 0
+
+    @manager.with_session(
+        statement_timeout=0.1, retry_attempts=1, retry_on=lambda e: timeout_reason(e) is not None
+    )
+    async def report(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        await session.execute(slow(manager))
+
+    with pytest.raises(DBAPIError):
+        await report()
+    assert attempts == 2
+    assert manager.monitor.snapshot()["retries"]["by_reason"] == {"statement_timeout": 1}
+
+
+async def test_the_next_user_gets_no_statement_timeout(
+    database: Database, config: SessionConfig
+) -> None:
+    manager = AsyncSessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+    try:
+        with pytest.raises(DBAPIError):
+            async with manager.session_scope(statement_timeout=0.1) as session:
+                await session.execute(slow(manager))
+        async with manager.session_scope() as session:
+            started = time.monotonic()
+            if database.is_postgres:
+                await session.execute(text("SELECT pg_sleep(0.3)"))
+            else:
+                await session.execute(text(SLOW["sqlite"].replace("300000000", "2000000")))
+            assert time.monotonic() - started >= 0.1
+    finally:
+        await manager.dispose()
+
+
+async def test_a_lock_timeout_bounds_the_wait_for_a_lock(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    async with manager.session_scope() as session:
+        session.add(User(name="held"))
+    holder = database.observer.connect()
+    try:
+        holder.execute(update(User).values(name="holder's"))  # holds the row (the database)
+        started = time.monotonic()
+        with pytest.raises(DBAPIError) as raised:
+            async with manager.session_scope(lock_timeout=0.2) as session:
+                await session.execute(update(User).values(name="mine"))
+        assert time.monotonic() - started < 3  # not the 5 s of SQLite's default
+        if database.is_postgres:
+            assert timeout_reason(raised.value) == "lock_timeout"
+        else:
+            assert "locked" in str(raised.value)  # SQLITE_BUSY: retried by decorators
+    finally:
+        holder.rollback()
+        holder.close()
+    if not database.is_postgres:
+        async with manager.session_scope() as session:  # the pool's connection as before
+            assert await session.scalar(text("PRAGMA busy_timeout")) == 5000
+
+
+async def test_sqlite_begin_immediate_takes_the_write_lock_at_the_start(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    async with manager.session_scope(sqlite_begin="immediate") as session:
+        await session.execute(select(1))
+        if not database.is_postgres:  # ignored on PostgreSQL
+            other = sqlite3.connect(database.url.split("///", 1)[1], timeout=0)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match=r"locked"):
+                    other.execute("BEGIN IMMEDIATE")
+            finally:
+                other.close()
+    async with manager.session_scope(sqlite_begin="immediate", read_only=True) as session:
+        await session.execute(select(1))  # read-only: a plain BEGIN
+
+
+# -- deadlines ---------------------------------------------------------------------------
+
+
+async def test_a_deadline_stops_a_long_statement(manager: AsyncSessionManager) -> None:
+    @manager.with_session(deadline=0.3)
+    async def report(session: AsyncSession) -> None:
+        await session.execute(slow(manager))
+
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError) as raised:
+        await report()
+    assert time.monotonic() - started < 3
+    assert isinstance(raised.value, TimeoutError)
+    # Stopped by the server-side statement timeout capped to the deadline (or, async,
+    # the client-side bound, should it come first).
+    cause = raised.value.__cause__
+    assert type(cause) is TimeoutError or timeout_reason(cause) == "statement_timeout"  # type: ignore[arg-type]
+    with pytest.raises(DeadlineExceededError):
+        async with manager.session_scope(deadline=0.3) as session:
+            await session.execute(slow(manager))
+
+
+async def test_a_deadline_caps_the_statement_timeout_not_the_other_way(
+    manager: AsyncSessionManager,
+) -> None:
+    # The statement timeout is shorter: it fires first, as its own error.
+    with pytest.raises(DBAPIError) as raised:
+        async with manager.session_scope(deadline=30, statement_timeout=0.1) as session:
+            await session.execute(slow(manager))
+    assert not isinstance(raised.value, DeadlineExceededError)
+    assert timeout_reason(raised.value) == "statement_timeout"
+
+
+async def test_no_retry_starts_or_backs_off_past_the_deadline(
+    manager: AsyncSessionManager,
+) -> None:
+    attempts = 0
+
+    @manager.with_session(deadline=0.5, retry_attempts=10, retry_on=lambda e: True)
+    async def flaky(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        await sleep(0.1)
+        raise Boom
+
+    manager_config = manager.config
+    assert manager_config.retry_delay < 0.1
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError) as raised:
+        await flaky()
+    assert time.monotonic() - started < 0.8
+    # Async: the last attempt, started in time, is cancelled by the client-side bound.
+    assert isinstance(raised.value.__cause__, Boom | TimeoutError)
+    assert 1 < attempts < 11
+
+
+async def test_a_deadline_too_short_for_the_backoff_fails_before_sleeping(
+    database: Database,
+) -> None:
+    manager = AsyncSessionManager(
+        database.url, config=SessionConfig(retry_delay=5, retry_jitter=False)
+    )
+    try:
+
+        @manager.with_session(deadline=1, retry_on=lambda e: True)
+        async def flaky(session: AsyncSession) -> None:
+            raise Boom
+
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError, match=r"backoff of 5.000 s"):
+            await flaky()
+        assert time.monotonic() - started < 0.5
+    finally:
+        await manager.dispose()
+
+
+async def test_a_deadline_error_is_never_retried(manager: AsyncSessionManager) -> None:
+    attempts = 0
+
+    @manager.with_session(deadline=0.2, retry_on=lambda e: True, retry_attempts=5)
+    async def report(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        await session.execute(slow(manager))
+
+    with pytest.raises(DeadlineExceededError):
+        await report()
+    assert attempts == 1
+    assert isinstance(DeadlineExceededError("x"), SessionScopeError)
