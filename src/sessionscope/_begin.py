@@ -43,6 +43,9 @@ def _begin_postgresql(session: Any, transaction: Any, connection: Connection) ->
         level.setup, level.read_only, level.deadline_at, connection.dialect.paramstyle
     )
     if start is not None:
+        isolation = scope.manager._isolation
+        if isolation is not None:  # a test's: see Isolated.save_settings()
+            isolation.save_settings(level, connection)
         connection.exec_driver_sql(*start)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from ._settings import placeholder
 from .errors import ConfigurationError, SessionScopeError
 
 __all__ = [
@@ -164,6 +165,7 @@ class Isolated:
         "faults",
         "loop",
         "outer",
+        "saved",
         "transaction",
         "turns",
         "undo_read_only",
@@ -197,6 +199,8 @@ class Isolated:
         # The (sync) sessions of open scopes with a transaction begun, in that order:
         # their savepoints are a stack on the one connection.
         self.begun: list[Any] = []
+        # What the settings of open scopes replaced, by id of their Level.
+        self.saved: dict[int, tuple[Any, list[tuple[str, str | None]]]] = {}
 
     def session(self, manager: Any, loop: object) -> Any:
         """A session of ``manager`` whose transactions are savepoints on the connection."""
@@ -217,20 +221,33 @@ class Isolated:
             manager._isolation_maker = maker
         return maker(bind=self.connection)
 
-    def resets(self, level: Any) -> list[str]:
-        """What to run after a scope's savepoint is released, so that its settings
-        (``_settings.py``) end with it, as they end with a transaction outside."""
-        setup = level.setup
-        if self.dialect != "postgresql" or (setup is None and level.deadline_at is None):
-            return []
-        names = [name for name, _ in setup.settings] if setup is not None else []
-        if level.deadline_at is not None or (setup and setup.statement_timeout is not None):
-            names.append("statement_timeout")
-        if setup is not None and setup.lock_timeout is not None:
-            names.append("lock_timeout")
-        if setup is not None and setup.idle_in_transaction_timeout is not None:
-            names.append("idle_in_transaction_session_timeout")
-        return [f"RESET {name}" for name in names]
+    def save_settings(self, level: Any, connection: Connection) -> None:
+        """As a scope's transaction begins (PostgreSQL): the values its settings
+        replace. PostgreSQL keeps what set_config(..., true) sets to the end of the
+        (isolation's one) transaction, past a released savepoint, so restore()
+        puts them back when the scope's savepoint is released."""
+        names = _names_set(level)
+        if names:
+            values = connection.exec_driver_sql(
+                "SELECT " + ", ".join(f"current_setting('{name}', true)" for name in names)
+            ).one()
+            # By the Level itself too: a rolled-back savepoint undid its settings, and
+            # its entry, left here, must not match a later Level of the same id.
+            self.saved[id(level)] = (level, list(zip(names, values, strict=True)))
+
+    def restore(self, level: Any, paramstyle: str) -> tuple[str, tuple[Any, ...]] | None:
+        """The statement that puts back what ``level``'s transaction replaced (a
+        setting that did not exist before reads '' afterwards, as on any connection
+        that once had it)."""
+        entry = self.saved.pop(id(level), None)
+        if entry is None or entry[0] is not level:
+            return None
+        saved = entry[1]
+        calls = ", ".join(
+            f"set_config('{name}', {placeholder(paramstyle, number)}, true)"
+            for number, (name, _) in enumerate(saved, 1)
+        )
+        return "SELECT " + calls, tuple("" if value is None else value for _, value in saved)
 
     def check_order(self, session: Any, doing: str) -> None:
         """Only the session whose savepoint is the connection's last may end it or begin
@@ -251,6 +268,19 @@ class Isolated:
                 "transaction, on the one connection, not a transaction of its own. Use the "
                 "caller's session before that scope or after it ends"
             )
+
+
+def _names_set(level: Any) -> list[str]:
+    """The names of what a PostgreSQL transaction of ``level`` sets (_settings.py)."""
+    setup = level.setup
+    names = [name for name, _ in setup.settings] if setup is not None else []
+    if level.deadline_at is not None or (setup and setup.statement_timeout is not None):
+        names.append("statement_timeout")
+    if setup is not None and setup.lock_timeout is not None:
+        names.append("lock_timeout")
+    if setup is not None and setup.idle_in_transaction_timeout is not None:
+        names.append("idle_in_transaction_session_timeout")
+    return names
 
 
 def _check_begin(session: Any, transaction: Any, connection: Connection) -> None:

@@ -32,7 +32,6 @@ from ._options import (
 )
 from ._ownership import OWNERSHIP_LISTENERS
 from ._sqlite import restore_query_only
-from ._sqlite_limits import restore_limits
 from .config import SessionConfig
 from .errors import ConfigurationError
 from .monitor import SessionMonitor
@@ -116,7 +115,6 @@ class ManagerBase:
         # Numbers for the transactions of this manager, in log records and events.
         self._transaction_ids = itertools.count(1)
         self._default_options = defaults_from(config)
-        self._limits_prepared = False  # see _check_setup()
         self._check_setup(self._default_options, "SessionConfig")
         # How a with-block retries getting its connection (it cannot re-run its body).
         self._connect_retry = resolve_retry_options(config, {})
@@ -196,28 +194,29 @@ class ManagerBase:
         """What a transaction starts with (``_settings.py``), against this database."""
         dialect = self.engine.dialect.name
         setup = options.setup
-        if setup is None or dialect == "postgresql":
+        if dialect == "postgresql":
             return
         if dialect != "sqlite" or self.engine.dialect.driver not in ("pysqlite", "aiosqlite"):
-            if setup.settings or setup.statement_timeout or setup.lock_timeout:
+            if setup is not None and (
+                setup.settings or setup.has_limits or setup.idle_in_transaction_timeout
+            ):
                 raise ConfigurationError(
                     f"{where}: settings and timeouts are available on PostgreSQL and on "
                     f"SQLite (sqlite3, aiosqlite), not on {dialect} ({self.engine.dialect.driver})"
                 )
             return
-        if setup.settings:
+        if setup is not None and setup.settings:
             raise ConfigurationError(
                 f"{where}: settings={dict(setup.settings)!r} need PostgreSQL's set_config(); "
                 "SQLite has no settings of a transaction"
             )
-        if setup.idle_in_transaction_timeout is not None:
+        if setup is not None and setup.idle_in_transaction_timeout is not None:
             raise ConfigurationError(
                 f"{where}: idle_in_transaction_timeout={setup.idle_in_transaction_timeout!r} "
                 "is PostgreSQL's; SQLite has no server to end an idle transaction"
             )
-        if not self._limits_prepared:
-            restore_limits(self._sync_engine)
-            self._limits_prepared = True
+        # The limits themselves (statement clock, busy timeout) are undone where the
+        # connection goes back to the pool: _sqlite_limits.py.
 
     def _isolated_session(self, isolation_level: str) -> Any:
         """A new session whose every transaction runs at ``isolation_level``: bound to

@@ -139,6 +139,13 @@ def defaults_from(config: SessionConfig) -> ScopeOptions:
 
 
 def _setup(config: SessionConfig, options: Mapping[str, Any]) -> Setup | None:
+    if _SETUP_NAMES.isdisjoint(options) and (
+        config.statement_timeout is None
+        and config.lock_timeout is None
+        and config.idle_in_transaction_timeout is None
+        and config.sqlite_begin == "deferred"
+    ):
+        return None  # the common case, without building one to compare
     settings = options.get("settings")
     setup = Setup(
         settings=() if settings is None else check_settings(settings),

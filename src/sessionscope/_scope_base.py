@@ -51,6 +51,7 @@ class ScopeBase(Frame):
         "_previous",
         "_savepoint",
         "_started",
+        "_stopped",
         "_turns",
         "_unknown",
         "connecting",
@@ -84,6 +85,8 @@ class ScopeBase(Frame):
         # client-side bound on the scope, while entered (an asyncio.Timeout).
         self._deadline_at = deadline_at
         self._guard: Any = None
+        # The guard's TimeoutError, once it has stopped the scope.
+        self._stopped: BaseException | None = None
         # Whether COMMIT was in flight when the connection was lost or the scope stopped.
         self._unknown = False
 
@@ -162,7 +165,7 @@ class ScopeBase(Frame):
         deadline_at = self._deadline_at
         if deadline_at is None or isinstance(error, DeadlineExceededError):
             return error
-        stopped_by_us = type(error) is TimeoutError  # the asyncio.Timeout of _guard
+        stopped_by_us = error is self._stopped and error is not None
         if not stopped_by_us and not (
             is_statement_timeout(error) and deadline_at - monotonic() <= _SERVER_CLOCK_SLACK
         ):
@@ -175,6 +178,14 @@ class ScopeBase(Frame):
             unknown.__cause__ = error
             return unknown
         return deadline_exceeded("during the scope; it was rolled back", error)
+
+    def _disarm(self) -> None:
+        """The transaction has ended: the deadline no longer bounds the scope, whose
+        callbacks run now (a bound firing in them would say a committed transaction
+        was rolled back)."""
+        guard = self._guard
+        if guard is not None and not guard.expired():
+            guard.reschedule(None)
 
     def _ended(
         self, level: Level, cause: RollbackCause | None, error: BaseException | None

@@ -40,6 +40,7 @@ __all__ = [
     "check_sqlite_begin",
     "check_timeout",
     "deadline_exceeded",
+    "placeholder",
     "postgres_start",
     "time_left",
 ]
@@ -50,7 +51,10 @@ SQLITE_BEGINS: tuple[SqliteBegin, ...] = ("deferred", "immediate")
 
 # PostgreSQL's custom settings are "prefix.name"; built-in ones have no dot. The
 # name is written into the statement, so it is checked, never quoted.
-_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+# The longest timeout both databases take: PostgreSQL's and SQLite's are 32-bit
+# milliseconds (about 24.8 days).
+MAX_TIMEOUT = (2**31 - 1) // 1000
 
 
 def check_settings(value: object) -> tuple[tuple[str, str], ...]:
@@ -61,17 +65,19 @@ def check_settings(value: object) -> tuple[tuple[str, str], ...]:
     for name, item in value.items():
         if not isinstance(name, str) or not _SETTING_NAME.match(name):
             raise ConfigurationError(
-                f"settings: {name!r} is not a setting name (letters, digits, '_' and '.', "
-                "not starting with a digit or '.'; e.g. 'app.tenant_id')"
+                f"settings: {name!r} is not a setting name (words of letters, digits and "
+                "'_', not starting with a digit, joined by single dots; e.g. 'app.tenant_id')"
             )
         checked.append((name, _setting_text(name, item)))
-    return tuple(checked)
+    return tuple(sorted(checked))  # in one order: a joined scope compares them
 
 
 def _setting_text(name: str, value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigurationError(f"settings[{name!r}] cannot hold a NUL character")
         return value
     if isinstance(value, int | float) and math.isfinite(value):
         return str(value)
@@ -86,10 +92,11 @@ def check_timeout(name: str, value: object) -> float | None:
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or value <= 0
+        or not 0 < value <= MAX_TIMEOUT
     ):
         raise ConfigurationError(
-            f"{name} must be a number of seconds above 0 (or None), got {value!r}"
+            f"{name} must be a number of seconds above 0 and at most {MAX_TIMEOUT} "
+            f"(or None), got {value!r}"
         )
     return float(value)
 
@@ -124,6 +131,11 @@ class Setup:
     @property
     def is_empty(self) -> bool:
         return self == _EMPTY
+
+    @property
+    def has_limits(self) -> bool:
+        """Whether SQLite needs its statement clock or busy timeout changed."""
+        return self.statement_timeout is not None or self.lock_timeout is not None
 
 
 _EMPTY = Setup()
@@ -175,6 +187,7 @@ def postgres_start(
     if left is not None:
         if left <= 0:
             raise deadline_exceeded("before the transaction began")
+        left = min(left, MAX_TIMEOUT)
         statement_timeout = left if statement_timeout is None else min(statement_timeout, left)
     if statement_timeout is not None:
         pairs.append(("statement_timeout", _milliseconds(statement_timeout)))
@@ -186,13 +199,13 @@ def postgres_start(
     for name, value in pairs:
         if name in user_values:
             params.append(value)
-            calls.append(f"set_config('{name}', {_placeholder(paramstyle, len(params))}, true)")
+            calls.append(f"set_config('{name}', {placeholder(paramstyle, len(params))}, true)")
         else:
             calls.append(f"set_config('{name}', '{value}', true)")
     return "SELECT " + ", ".join(calls), tuple(params)
 
 
-def _placeholder(paramstyle: str, number: int) -> str:
+def placeholder(paramstyle: str, number: int) -> str:
     if paramstyle == "numeric_dollar":
         return f"${number}"
     if paramstyle in ("format", "pyformat"):

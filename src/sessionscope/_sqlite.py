@@ -82,8 +82,17 @@ def begin_sqlite_transaction(session: Any, transaction: Any, connection: Connect
     # >= 3.12's autocommit=False, sqlite3 keeps one open itself).
     scope = session._sessionscope_scope
     level = None if scope is None else scope.level
+    setup = None if level is None else level.setup
+    if level is not None and (
+        level.deadline_at is not None
+        or (setup is not None and setup.has_limits)
+        # In a test's isolation the connection stays out: lift an earlier scope's.
+        or scope.manager._isolation is not None
+    ):
+        # Before BEGIN: BEGIN IMMEDIATE waits for the lock as long as they say.
+        apply_limits(connection, raw, setup, level.deadline_at)
     if not raw.in_transaction and not connection._is_autocommit_isolation():
-        if level is not None and level.setup is not None and _immediate(level):
+        if setup is not None and setup.sqlite_begin == "immediate" and not scope.level.read_only:
             # May wait for another writer (the busy timeout): in the driver's thread.
             _run_in_driver_thread(connection, "BEGIN IMMEDIATE")
         else:
@@ -91,22 +100,12 @@ def begin_sqlite_transaction(session: Any, transaction: Any, connection: Connect
                 raw.execute("BEGIN")
             except sqlite3.ProgrammingError:
                 _run_in_driver_thread(connection, "BEGIN")
-    if level is None:
-        return
-    if level.read_only:
+    if level is not None and level.read_only:
         try:
             raw.execute("PRAGMA query_only = ON")
         except sqlite3.ProgrammingError:
             _run_in_driver_thread(connection, "PRAGMA query_only = ON")
         connection.connection.info[_QUERY_ONLY] = True
-    # In a test's isolation the connection stays out: lift an earlier scope's limits.
-    isolated = scope.manager._isolation is not None
-    if level.setup is not None or level.deadline_at is not None or isolated:
-        apply_limits(connection, raw, level.setup, level.deadline_at)
-
-
-def _immediate(level: Any) -> bool:
-    return bool(level.setup.sqlite_begin == "immediate" and not level.read_only)
 
 
 def begin_connection(connection: Connection) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from ._settings import Setup
+from ._settings import Setup, deadline_exceeded
 
 __all__ = ["ABORT", "apply_limits", "restore_limits"]
 
@@ -60,8 +60,15 @@ class _Clock:
 def apply_limits(
     connection: Connection, raw: sqlite3.Connection, setup: Setup | None, deadline_at: float | None
 ) -> None:
-    """Give the connection a transaction's limits, as that transaction begins."""
+    """Give the connection a transaction's limits, as that transaction begins: the
+    statement clock, and the busy timeout (also capped to the deadline: SQLite does
+    not run the progress handler while it waits for a lock)."""
     info = connection.connection.info
+    left = None if deadline_at is None else deadline_at - monotonic()
+    if left is not None and left <= 0:
+        raise deadline_exceeded("before the transaction began")
+    if _CLOCK not in info and _BUSY_TIMEOUT not in info:
+        restore_limits(connection.engine)  # once per engine, before any is changed
     timeout = None if setup is None else setup.statement_timeout
     clock = info.get(_CLOCK)
     if clock is None and (timeout is not None or deadline_at is not None):
@@ -72,6 +79,13 @@ def apply_limits(
         clock.timeout = timeout
         clock.deadline_at = deadline_at
     lock_timeout = None if setup is None else setup.lock_timeout
+    if left is not None:
+        if lock_timeout is None:
+            lock_timeout = info.get(_BUSY_TIMEOUT)
+            if lock_timeout is None:
+                lock_timeout = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+            lock_timeout = lock_timeout / 1000
+        lock_timeout = min(lock_timeout, left)
     if lock_timeout is not None:
         if _BUSY_TIMEOUT not in info:
             info[_BUSY_TIMEOUT] = raw.execute("PRAGMA busy_timeout").fetchone()[0]

@@ -82,7 +82,12 @@ def _request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator
     if per_request:
         # Checked with a stand-in now (SQLite refuses any); the real ones per request.
         options = {k: v for k, v in options.items() if k != "settings"}
-        manager._resolve_options({**options, "settings": {"sessionscope.check": ""}})
+        if manager.engine.dialect.name != "postgresql":
+            raise ConfigurationError(
+                f"settings={settings!r}: per-request settings need PostgreSQL's set_config(); "
+                f"{manager.name} is {manager.engine.dialect.name}"
+            )
+        manager._resolve_options(options)
     else:
         manager._resolve_options(options)  # bad options fail here, at import time
     if manager.is_async:

@@ -32,7 +32,7 @@ from tests.support import Database
 SLOW = {
     "postgresql": "SELECT pg_sleep(5)",
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
-    "SELECT count(*) FROM (SELECT x FROM c LIMIT 300000000)",
+    "SELECT count(*) FROM (SELECT x FROM c LIMIT 300000000) AS t",
 }
 TENANT = "SELECT current_setting('app.tenant_id', true)"
 
@@ -438,3 +438,143 @@ async def test_a_deadline_error_is_never_retried(manager: AsyncSessionManager) -
         await report()
     assert attempts == 1
     assert isinstance(DeadlineExceededError("x"), SessionScopeError)
+
+
+# -- found by review: each failed before its fix -------------------------------------------
+
+
+async def test_a_deadline_alone_leaves_nothing_on_the_connection(
+    database: Database, config: SessionConfig
+) -> None:
+    manager = AsyncSessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+
+    @manager.with_session(deadline=0.2)
+    async def quick(session: AsyncSession) -> None:
+        await session.execute(select(1))
+
+    try:
+        async with manager.session_scope(deadline=0.2) as session:
+            await session.execute(select(1))
+        await quick()
+        await sleep(0.3)  # past both deadlines
+        async with manager.session_scope() as session:  # the pool's only connection
+            await session.execute(text(SLOW["sqlite"].replace("300000000", "100000")))
+            if not database.is_postgres:
+                assert await session.scalar(text("PRAGMA busy_timeout")) == 5000
+    finally:
+        await manager.dispose()
+
+
+async def test_callbacks_after_the_commit_are_not_bounded_by_the_deadline(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    from sessionscope import on_commit
+
+    seen: list[str] = []
+
+    async def slow_notify() -> None:
+        await sleep(0.4)
+        seen.append("notified")
+
+    async with manager.session_scope(deadline=0.2) as session:
+        session.add(User(name="ada"))
+        on_commit(slow_notify)
+    assert seen == ["notified"]
+    assert database.names() == ["ada"]
+
+
+async def test_a_timeout_of_the_body_s_own_is_not_the_deadline(
+    manager: AsyncSessionManager,
+) -> None:
+    class Own(TimeoutError):
+        pass
+
+    with pytest.raises(TimeoutError) as raised:
+        async with manager.session_scope(deadline=60):
+            raise TimeoutError("the body's own")
+    assert not isinstance(raised.value, DeadlineExceededError)
+    with pytest.raises(Own):
+        async with manager.session_scope(deadline=60):
+            raise Own
+
+
+async def test_requires_new_inside_a_deadline_keeps_to_it(manager: AsyncSessionManager) -> None:
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        async with manager.session_scope(deadline=0.3):
+            async with manager.session_scope(propagation="requires_new") as other:
+                await other.execute(slow(manager))
+    assert time.monotonic() - started < 3
+
+
+async def test_a_deadline_bounds_the_wait_for_a_lock(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    holder = database.observer.connect()
+    try:
+        holder.execute(  # holds the lock
+            text(
+                "LOCK TABLE users IN EXCLUSIVE MODE"
+                if database.is_postgres
+                else "INSERT INTO users (name) VALUES ('holder')"
+            )
+        )
+        started = time.monotonic()
+        with pytest.raises((DeadlineExceededError, DBAPIError)):
+            async with manager.session_scope(deadline=0.3) as session:
+                session.add(User(name="mine"))
+                await session.flush()
+        assert time.monotonic() - started < 2
+        started = time.monotonic()
+        with pytest.raises(DBAPIError):
+            async with manager.session_scope(sqlite_begin="immediate", lock_timeout=0.2) as s:
+                s.add(User(name="mine"))
+                await s.flush()
+        assert time.monotonic() - started < 2  # BEGIN IMMEDIATE waits the scope's timeout
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"settings": {"app.": 1}}, r"'app\.'"),
+        ({"settings": {"app..x": 1}}, r"'app\.\.x'"),
+        ({"settings": {"app.x": "a\x00b"}}, "NUL"),
+        ({"lock_timeout": 3_000_000}, "3000000"),
+        ({"deadline": 10**10}, "10000000000"),
+    ],
+)
+async def test_values_that_would_fail_later_fail_now(
+    manager: AsyncSessionManager, options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        manager.session_scope(**options)
+
+
+async def test_the_same_settings_in_another_order_are_the_same(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    if not has_settings(manager, database):
+        return
+    async with manager.session_scope(settings={"app.a": 1, "app.b": 2}):
+        async with manager.session_scope(settings={"app.b": 2, "app.a": 1}):
+            pass
+
+
+async def test_inside_an_isolation_requires_new_gives_its_caller_s_settings_back(
+    manager: AsyncSessionManager, database: Database
+) -> None:
+    if not has_settings(manager, database):
+        return
+    async with async_isolated(manager):
+        async with manager.session_scope(settings={"app.tenant_id": 1}, statement_timeout=30) as s:
+            async with manager.session_scope(
+                propagation="requires_new", settings={"app.tenant_id": 2}, statement_timeout=5
+            ) as other:
+                assert await other.scalar(text(TENANT)) == "2"
+            assert await s.scalar(text(TENANT)) == "1"
+            assert await s.scalar(text("SHOW statement_timeout")) == "30s"
+        async with manager.session_scope() as session:
+            assert await session.scalar(text(TENANT)) in (None, "")

@@ -35,7 +35,7 @@ from tests.support import Database
 SLOW = {
     "postgresql": "SELECT pg_sleep(5)",
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
-    "SELECT count(*) FROM (SELECT x FROM c LIMIT 300000000)",
+    "SELECT count(*) FROM (SELECT x FROM c LIMIT 300000000) AS t",
 }
 TENANT = "SELECT current_setting('app.tenant_id', true)"
 
@@ -435,3 +435,141 @@ def test_a_deadline_error_is_never_retried(manager: SessionManager) -> None:
         report()
     assert attempts == 1
     assert isinstance(DeadlineExceededError("x"), SessionScopeError)
+
+
+# -- found by review: each failed before its fix -------------------------------------------
+
+
+def test_a_deadline_alone_leaves_nothing_on_the_connection(
+    database: Database, config: SessionConfig
+) -> None:
+    manager = SessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+
+    @manager.with_session(deadline=0.2)
+    def quick(session: Session) -> None:
+        session.execute(select(1))
+
+    try:
+        with manager.session_scope(deadline=0.2) as session:
+            session.execute(select(1))
+        quick()
+        sleep(0.3)  # past both deadlines
+        with manager.session_scope() as session:  # the pool's only connection
+            session.execute(text(SLOW["sqlite"].replace("300000000", "100000")))
+            if not database.is_postgres:
+                assert session.scalar(text("PRAGMA busy_timeout")) == 5000
+    finally:
+        manager.dispose()
+
+
+def test_callbacks_after_the_commit_are_not_bounded_by_the_deadline(
+    manager: SessionManager, database: Database
+) -> None:
+    from sessionscope import on_commit
+
+    seen: list[str] = []
+
+    def slow_notify() -> None:
+        sleep(0.4)
+        seen.append("notified")
+
+    with manager.session_scope(deadline=0.2) as session:
+        session.add(User(name="ada"))
+        on_commit(slow_notify)
+    assert seen == ["notified"]
+    assert database.names() == ["ada"]
+
+
+def test_a_timeout_of_the_body_s_own_is_not_the_deadline(
+    manager: SessionManager,
+) -> None:
+    class Own(TimeoutError):
+        pass
+
+    with pytest.raises(TimeoutError) as raised:
+        with manager.session_scope(deadline=60):
+            raise TimeoutError("the body's own")
+    assert not isinstance(raised.value, DeadlineExceededError)
+    with pytest.raises(Own):
+        with manager.session_scope(deadline=60):
+            raise Own
+
+
+def test_requires_new_inside_a_deadline_keeps_to_it(manager: SessionManager) -> None:
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        with manager.session_scope(deadline=0.3):
+            with manager.session_scope(propagation="requires_new") as other:
+                other.execute(slow(manager))
+    assert time.monotonic() - started < 3
+
+
+def test_a_deadline_bounds_the_wait_for_a_lock(manager: SessionManager, database: Database) -> None:
+    holder = database.observer.connect()
+    try:
+        holder.execute(  # holds the lock
+            text(
+                "LOCK TABLE users IN EXCLUSIVE MODE"
+                if database.is_postgres
+                else "INSERT INTO users (name) VALUES ('holder')"
+            )
+        )
+        started = time.monotonic()
+        with pytest.raises((DeadlineExceededError, DBAPIError)):
+            with manager.session_scope(deadline=0.3) as session:
+                session.add(User(name="mine"))
+                session.flush()
+        assert time.monotonic() - started < 2
+        started = time.monotonic()
+        with pytest.raises(DBAPIError):
+            with manager.session_scope(sqlite_begin="immediate", lock_timeout=0.2) as s:
+                s.add(User(name="mine"))
+                s.flush()
+        assert time.monotonic() - started < 2  # BEGIN IMMEDIATE waits the scope's timeout
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"settings": {"app.": 1}}, r"'app\.'"),
+        ({"settings": {"app..x": 1}}, r"'app\.\.x'"),
+        ({"settings": {"app.x": "a\x00b"}}, "NUL"),
+        ({"lock_timeout": 3_000_000}, "3000000"),
+        ({"deadline": 10**10}, "10000000000"),
+    ],
+)
+def test_values_that_would_fail_later_fail_now(
+    manager: SessionManager, options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        manager.session_scope(**options)
+
+
+def test_the_same_settings_in_another_order_are_the_same(
+    manager: SessionManager, database: Database
+) -> None:
+    if not has_settings(manager, database):
+        return
+    with manager.session_scope(settings={"app.a": 1, "app.b": 2}):
+        with manager.session_scope(settings={"app.b": 2, "app.a": 1}):
+            pass
+
+
+def test_inside_an_isolation_requires_new_gives_its_caller_s_settings_back(
+    manager: SessionManager, database: Database
+) -> None:
+    if not has_settings(manager, database):
+        return
+    with isolated(manager):
+        with manager.session_scope(settings={"app.tenant_id": 1}, statement_timeout=30) as s:
+            with manager.session_scope(
+                propagation="requires_new", settings={"app.tenant_id": 2}, statement_timeout=5
+            ) as other:
+                assert other.scalar(text(TENANT)) == "2"
+            assert s.scalar(text(TENANT)) == "1"
+            assert s.scalar(text("SHOW statement_timeout")) == "30s"
+        with manager.session_scope() as session:
+            assert session.scalar(text(TENANT)) in (None, "")

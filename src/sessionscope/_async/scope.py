@@ -138,6 +138,9 @@ class AsyncSessionScope(ScopeBase):
             # an isolation, an on_commit callback of the body's own commit) uses it.
             turns = manager._turns if manager._isolation is None else manager._isolation.turns
             take_turn = parent is None and (turns is None or turns.holder != owner)
+            if parent is not None and self._deadline_at is None:
+                # requires_new: its own transaction, within its caller's time
+                self._deadline_at = parent.level.deadline_at
             if self._options.deadline is not None or self._deadline_at is not None:
                 await self._start_deadline()
                 try:
@@ -159,8 +162,12 @@ class AsyncSessionScope(ScopeBase):
     async def _start_deadline(self) -> None:
         """The call's deadline: none of it left, no scope; else, in the async flavour,
         the scope bounded on the client side too, its exit included."""
-        if self._deadline_at is None:
-            self._deadline_at = monotonic() + self._options.deadline
+        deadline = self._options.deadline
+        if deadline is not None:
+            own = monotonic() + deadline
+            if self._deadline_at is None or own < self._deadline_at:
+                self._deadline_at = own
+        assert self._deadline_at is not None
         left = self._deadline_at - monotonic()
         if left <= 0:
             raise deadline_exceeded("before the scope began")
@@ -184,6 +191,7 @@ class AsyncSessionScope(ScopeBase):
             else:
                 await guard.__aexit__(type(error), error, error.__traceback__)
         except TimeoutError as timeout:
+            self._stopped = timeout
             return timeout
         return error
 
@@ -558,6 +566,7 @@ class AsyncSessionScope(ScopeBase):
         finally:
             self._give_turn_back()
             self._ended(level, None, None)
+        self._disarm()
         if level.on_commit:
             if manager._isolation is None:
                 await run_callbacks(level.on_commit, manager._log)
@@ -584,6 +593,7 @@ class AsyncSessionScope(ScopeBase):
             await run_shielded(self._roll_back_and_close, session, level.transaction_id)
         finally:
             self._ended(level, cause, error)
+        self._disarm()
         await self._run_callbacks(level.on_rollback)
 
     async def _end_isolated(self, session: AsyncScopedSession, level: Level) -> None:
@@ -594,13 +604,13 @@ class AsyncSessionScope(ScopeBase):
         await self._inject(session, in_flight=True)
         if not level.read_only:
             await session._sessionscope_unscoped.commit(session)
-            # PostgreSQL keeps what set_config(..., true) set to the end of the
-            # (isolation's) transaction, past a released savepoint: the scopes after
-            # this one must not see it.
+            # What its settings replaced, back for the scopes after it: see
+            # Isolated.save_settings().
             isolation = self.manager._isolation
             assert isolation is not None
-            for statement in isolation.resets(level):
-                await isolation.connection.exec_driver_sql(statement)
+            restore = isolation.restore(level, isolation.connection.dialect.paramstyle)
+            if restore is not None:
+                await isolation.connection.exec_driver_sql(*restore)
             return
         await session._sessionscope_unscoped.rollback(session)
         await self._undo_read_only()
