@@ -168,6 +168,29 @@ def pg_server() -> Iterator[PostgresServer]:
         server.close()
 
 
+def _unavailable(what: str, reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required when CI is set: {reason}", pytrace=False)
+    pytest.skip(f"{what} is not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_replica(pg_server: PostgresServer) -> Iterator[PostgresServer]:
+    """A streaming replica of ``pg_server`` (``pg_basebackup -R``), for the whole run.
+
+    Tests that pause its replay resume it before they end (``paused_replica``)."""
+    if not pg_server.managed:
+        pytest.skip(f"the external server of {ENV_URL} cannot be given a replica here")
+    try:
+        replica = pg_server.start_replica()
+    except PostgresUnavailable as exc:
+        _unavailable("a PostgreSQL replica", str(exc))
+    try:
+        yield replica
+    finally:
+        replica.close()
+
+
 @pytest.fixture(autouse=True)
 def _pg_server_running_after_test() -> Iterator[None]:
     """Start the server again if a test stopped it and did not start it again."""

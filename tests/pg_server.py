@@ -53,8 +53,11 @@ SETTINGS: dict[str, str] = {
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
-    "wal_level": "minimal",
-    "max_wal_senders": "0",
+    # A streaming replica (start_replica()) needs the WAL of a replica-level server.
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "wal_sender_timeout": "5s",
+    "wal_receiver_status_interval": "1s",
     "checkpoint_timeout": "1h",
     "max_wal_size": "1GB",
     "autovacuum": "off",
@@ -251,9 +254,72 @@ class PostgresServer:
                 "unset it to let the tests start their own"
             )
 
+    # -- a streaming replica ------------------------------------------------------------
+
+    def start_replica(self) -> PostgresServer:
+        """A new streaming replica of this managed server, started and accepting reads.
+
+        Made with ``pg_basebackup -R`` (which writes the standby's connection to this
+        server) on a port of its own; the caller closes it. ``promote()`` makes it a
+        primary; ``pause_replay()``/``resume_replay()`` make it lag on demand.
+        """
+        self._require_managed("replicate")
+        replica = PostgresServer(dbname=self.dbname, bindir=self.bindir)
+        replica._make_basedir()
+        try:
+            replica._run(
+                [replica._tool("pg_basebackup"), "-h", self.host, "-p", str(self.port),
+                 "-U", self.user, "-D", replica._path("data"), "-R", "-X", "stream",
+                 "--no-sync", "--checkpoint=fast"]
+            )  # fmt: skip
+            replica._configure({"hot_standby": "on", "hot_standby_feedback": "on"})
+            replica.start()
+        except BaseException:
+            replica.close()
+            raise
+        return replica
+
+    def promote(self) -> None:
+        """Make this replica a primary (``pg_ctl promote``), waiting until it accepts writes."""
+        self._require_managed("promote")
+        self._pg_ctl("promote", "-w", "-t", "60")
+
+    def in_recovery(self) -> bool:
+        with self.connect() as conn:
+            return bool(conn.execute("SELECT pg_is_in_recovery()").fetchone()[0])
+
+    def pause_replay(self) -> None:
+        """Stop applying the primary's WAL (it is still received): the replica lags."""
+        with self.connect() as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        with self.connect() as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+    def current_lsn(self) -> str:
+        """The primary's WAL position after every commit so far."""
+        with self.connect() as conn:
+            return str(conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0])
+
+    def wait_replayed(self, lsn: str, timeout: float = 30) -> None:
+        """Wait until this replica has replayed the primary's WAL up to ``lsn``."""
+        deadline = time.monotonic() + timeout
+        with self.connect() as conn:
+            while True:
+                done = conn.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)
+                ).fetchone()[0]
+                if done:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the replica on port {self.port} did not replay {lsn}")
+                time.sleep(0.02)
+
     # -- the managed cluster ----------------------------------------------------------
 
-    def _init_cluster(self) -> None:
+    def _make_basedir(self) -> None:
+        """The server's directory (owned by the server user when we are root) and port."""
         if self.bindir is None:
             self.bindir = find_bindir()
         if self.bindir is None:
@@ -279,18 +345,24 @@ class PostgresServer:
         if owner is not None:
             os.chown(self.basedir, *owner)
         self.port = _free_port()
-        self._run(
-            [self._tool("initdb"), "-D", self._path("data"), "-U", self.user, "--auth=trust",
-             "--encoding=UTF8", "--locale=C", "--no-sync"]
-        )  # fmt: skip
+
+    def _configure(self, settings: dict[str, str]) -> None:
         settings = {
-            **SETTINGS,
+            **settings,
             "port": str(self.port),
             "unix_socket_directories": f"'{self.basedir}'",
         }
         with self._path("data", "postgresql.conf").open("a") as conf:
             conf.write("\n# sessionscope test settings\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
+    def _init_cluster(self) -> None:
+        self._make_basedir()
+        self._run(
+            [self._tool("initdb"), "-D", self._path("data"), "-U", self.user, "--auth=trust",
+             "--encoding=UTF8", "--locale=C", "--no-sync"]
+        )  # fmt: skip
+        self._configure(SETTINGS)
 
     def _pg_ctl(self, *args: str) -> None:
         try:

@@ -41,6 +41,15 @@ class Database:
             self.observer_url = "postgresql+psycopg://" + rest
         self.observer: Engine = create_engine(self.observer_url, poolclass=NullPool)
 
+    def url_of(self, server: Any) -> str:
+        """This database's URL, with this test's driver, on another server (a replica)."""
+        driver = self.url.split("://", 1)[0].split("+", 1)[1]
+        return str(server.url(driver))
+
+    def wait_replayed(self, replica: Any) -> None:
+        """Wait until ``replica`` has replayed every commit made so far."""
+        replica.wait_replayed(self.pg_server.current_lsn())
+
     def reset_schema(self) -> None:
         with self.observer.begin() as connection:
             Base.metadata.drop_all(connection)

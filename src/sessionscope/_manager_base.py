@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from ._options import (
     resolve_scope_options,
 )
 from ._ownership import OWNERSHIP_LISTENERS
+from ._replicas import Replica, ReplicaSet
 from ._sqlite import restore_query_only
 from .config import SessionConfig
 from .errors import ConfigurationError
@@ -81,7 +83,12 @@ class ManagerBase:
     is_async: bool
 
     def __init__(
-        self, bind: object, *, config: SessionConfig | None = None, **engine_options: Any
+        self,
+        bind: object,
+        *,
+        replicas: Sequence[object] | None = None,
+        config: SessionConfig | None = None,
+        **engine_options: Any,
     ) -> None:
         if config is None:
             config = SessionConfig()
@@ -118,6 +125,14 @@ class ManagerBase:
         self._check_setup(self._default_options, "SessionConfig")
         # How a with-block retries getting its connection (it cannot re-run its body).
         self._connect_retry = resolve_retry_options(config, {})
+        try:
+            self._replicas = self._resolve_replicas(replicas, engine_options)
+        except BaseException:
+            if self._owns_engine:
+                sync_engine.dispose()
+            raise
+        if self._replicas is not None:
+            self.monitor.engines = self._engine_figures
         _fork.watch(self)
 
     @property
@@ -188,6 +203,8 @@ class ManagerBase:
             self._read_only_prepared = True
         if resolved.setup is not None or resolved.deadline is not None:
             self._check_setup(resolved, where)
+        if resolved.after is not None:
+            self._check_tokens(where)
         return resolved
 
     def _check_setup(self, options: ScopeOptions, where: str) -> None:
@@ -231,9 +248,89 @@ class ManagerBase:
     def _after_fork(self) -> None:
         """In a forked child: the pool's connections are the parent's (see _fork.py)."""
         self._sync_engine.dispose(close=False)
+        for replica in self._replicas.replicas if self._replicas is not None else ():
+            self._flavour.sync_engine_of(replica.engine).dispose(close=False)
         if self._turns is not None:
             # It may have been taken when the parent forked.
             self._turns = self._flavour.turns_class(self._turns.timeout)
+
+    # -- replicas ------------------------------------------------------------------
+
+    def _resolve_replicas(
+        self, replicas: Sequence[object] | None, engine_options: dict[str, Any]
+    ) -> ReplicaSet | None:
+        """The replicas' engines: made from URLs with the primary's engine options
+        (and disposed by the manager), or the engines given (left alone)."""
+        if replicas is None:
+            return None
+        if isinstance(replicas, str | URL) or not isinstance(replicas, Sequence):
+            raise ConfigurationError(
+                f"replicas must be a list of database URLs or engines, got {replicas!r}"
+            )
+        engine_class = self._flavour.engine_class
+        for bind in replicas:
+            if not isinstance(bind, str | URL | engine_class):
+                instead = self._flavour.other_flavour(bind)
+                if instead is not None:
+                    raise ConfigurationError(
+                        f"replica {type(bind).__name__} belongs to the other flavour: "
+                        f"use {instead} for it"
+                    )
+                raise ConfigurationError(
+                    f"a replica must be a database URL or an {engine_class.__name__}, got {bind!r}"
+                )
+        if not replicas:
+            return None
+        if self.engine.dialect.name != "postgresql":
+            raise ConfigurationError(
+                f"replicas are PostgreSQL streaming replicas; {self.name} is "
+                f"{self.engine.dialect.name}"
+            )
+        made: list[Replica] = []
+        try:
+            for bind in replicas:
+                made.append(self._replica(bind, engine_options))
+        except BaseException:
+            for replica in made:
+                if replica.owned:
+                    self._flavour.sync_engine_of(replica.engine).dispose()
+            raise
+        return ReplicaSet(made, self.config)
+
+    def _replica(self, bind: object, engine_options: dict[str, Any]) -> Replica:
+        if isinstance(bind, str | URL):
+            engine, owned = self._create_engine(bind, engine_options), True
+        else:  # an engine of this flavour: see _resolve_replicas()
+            self._check_driver(bind)
+            engine, owned = bind, False
+        name = engine.url.render_as_string(hide_password=True)
+        if engine.dialect.name != "postgresql":
+            if owned:
+                self._flavour.sync_engine_of(engine).dispose()
+            raise ConfigurationError(
+                f"replica {name} is {engine.dialect.name}; replicas are PostgreSQL servers"
+            )
+        return Replica(engine, name, owned)
+
+    def _check_tokens(self, where: str) -> None:
+        if self.engine.dialect.name != "postgresql":
+            raise ConfigurationError(
+                f"{where}: commit tokens are PostgreSQL WAL positions; {self.name} is "
+                f"{self.engine.dialect.name}"
+            )
+
+    def _engine_figures(self) -> list[dict[str, Any]]:
+        """Per engine, for the monitor: the primary's and each replica's."""
+        replicas = self._replicas
+        assert replicas is not None
+        figures = replicas.figures(time.monotonic())
+        primary = {
+            "name": self.name,
+            "role": "primary",
+            "routed": None,  # filled in by the monitor: every session not on a replica
+            "fallbacks": replicas.fallbacks,
+        }
+        return [primary, *figures]
 
     # -- the bind ------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypedDict
 
+from ._replicas import check_token
 from ._settings import (
     SettingValue,
     Setup,
@@ -56,6 +57,7 @@ class ScopeKwargs(TypedDict, total=False):
     idle_in_transaction_timeout: float | None
     sqlite_begin: SqliteBegin
     deadline: float | None
+    after: str | None
 
 
 class SessionKwargs(ScopeKwargs, total=False):
@@ -94,6 +96,8 @@ class ScopeOptions:
     setup: Setup | None = None
     asked: frozenset[str] = frozenset()
     deadline: float | None = None
+    # A read-only scope's commit token (``after=``): the WAL position it must see.
+    after: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -184,9 +188,16 @@ def resolve_scope_options(
         )
     level = options.get("isolation_level")
     isolation_level = None if level is None else normalize_isolation_level(level)
+    read_only = check_bool("read_only", options.get("read_only", False))
+    after = check_token(options.get("after"))
+    if after is not None and not read_only:
+        raise ConfigurationError(
+            f"after={options['after']!r} is for read-only scopes (read_only=True), which may "
+            "run on a replica; a read-write scope runs on the primary, which has every commit"
+        )
     return ScopeOptions(
         propagation=propagation,
-        read_only=check_bool("read_only", options.get("read_only", False)),
+        read_only=read_only,
         isolation_level=isolation_level,
         auto_commit=check_bool("auto_commit", options.get("auto_commit", config.auto_commit)),
         auto_rollback=check_bool(
@@ -196,6 +207,7 @@ def resolve_scope_options(
         setup=_setup(config, options),
         asked=_SETUP_NAMES.intersection(options),
         deadline=check_deadline(options.get("deadline")),
+        after=after,
     )
 
 
@@ -249,6 +261,11 @@ def check_joinable(
             f"deadline={options.deadline!r} can only be set where a transaction starts; this "
             "scope would run in the enclosing transaction, bounded by its caller's. Use "
             "propagation='requires_new' for a transaction of its own."
+        )
+    if options.after is not None:
+        raise ConfigurationError(
+            "after= can only be given where a transaction starts; this scope would run in "
+            "the enclosing transaction, on its connection. Give it to the outermost scope."
         )
     if options.isolation_level is not None and options.isolation_level != isolation_level:
         raise ConfigurationError(

@@ -49,6 +49,7 @@ class ScopeBase(Frame):
         "_kind",
         "_options",
         "_previous",
+        "_replica",
         "_savepoint",
         "_started",
         "_stopped",
@@ -89,6 +90,8 @@ class ScopeBase(Frame):
         self._stopped: BaseException | None = None
         # Whether COMMIT was in flight when the connection was lost or the scope stopped.
         self._unknown = False
+        # The replica this read-only scope runs on (_replicas.py), if it does.
+        self._replica: Any = None
 
     @property
     def opens_transaction(self) -> bool:

@@ -80,12 +80,28 @@ class SessionConfig:
     lock_timeout: float | None = None
     idle_in_transaction_timeout: float | None = None
     sqlite_begin: SqliteBegin = "deferred"
+    # Read replicas (README "Replicas, poolers and failover"), in seconds: the replay
+    # lag over which a replica is skipped, how long one that refused a connection is
+    # skipped, how often each one's lag is learned, and how long a scope with
+    # ``after=token`` waits for a replica to replay it before it runs on the primary.
+    max_replica_lag: float = 5.0
+    replica_cool_down: float = 5.0
+    replica_check_interval: float = 1.0
+    replica_wait: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("auto_commit", "auto_rollback", "enable_monitoring", "retry_jitter"):
             check_bool(name, getattr(self, name))
         check_retry_attempts("retry_attempts", self.retry_attempts)
-        for name in ("retry_delay", "retry_max_delay", "slow_transaction_seconds"):
+        for name in (
+            "retry_delay",
+            "retry_max_delay",
+            "slow_transaction_seconds",
+            "max_replica_lag",
+            "replica_cool_down",
+            "replica_check_interval",
+            "replica_wait",
+        ):
             object.__setattr__(self, name, check_delay(name, getattr(self, name)))
         object.__setattr__(self, "log_level", _check_log_level(self.log_level))
         for name in _OPTIONAL_SECONDS:

@@ -77,31 +77,30 @@ def _request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator
     work (connecting, COMMIT) still runs in worker threads, on limiters of
     its own (see the module's docstring).
     """
-    settings = options.get("settings")
-    per_request = callable(settings) and not isinstance(settings, Mapping)
-    if per_request:
-        # Checked with a stand-in now (SQLite refuses any); the real ones per request.
-        options = {k: v for k, v in options.items() if k != "settings"}
-        if manager.engine.dialect.name != "postgresql":
-            raise ConfigurationError(
-                f"settings={settings!r}: per-request settings need PostgreSQL's set_config(); "
-                f"{manager.name} is {manager.engine.dialect.name}"
-            )
-        manager._resolve_options(options)
-    else:
-        manager._resolve_options(options)  # bad options fail here, at import time
+    per_request = {
+        name: value
+        for name, value in options.items()
+        if name in _PER_REQUEST and callable(value) and not isinstance(value, Mapping)
+    }
+    fixed = {k: v for k, v in options.items() if k not in per_request}
+    if "settings" in per_request and manager.engine.dialect.name != "postgresql":
+        raise ConfigurationError(
+            f"settings={per_request['settings']!r}: per-request settings need PostgreSQL's "
+            f"set_config(); {manager.name} is {manager.engine.dialect.name}"
+        )
+    # Bad options fail here, at import time; a per-request one with a stand-in value
+    # of its kind, the real ones per request.
+    manager._resolve_options({**fixed, **{k: _PER_REQUEST[k] for k in per_request}})
     if manager.is_async:
 
-        async def async_request_session(settings: Any = None) -> AsyncIterator[Any]:
-            scope_options = options if settings is None else {**options, "settings": settings}
-            async with manager.session_scope(**scope_options) as session:
+        async def async_request_session(**asked: Any) -> AsyncIterator[Any]:
+            async with manager.session_scope(**fixed, **asked) as session:
                 yield session
 
-        return _taking_settings(async_request_session, settings if per_request else None)
+        return _taking(async_request_session, per_request)
 
-    async def sync_request_session(settings: Any = None) -> AsyncIterator[Any]:
-        scope_options = options if settings is None else {**options, "settings": settings}
-        scope = manager.session_scope(**scope_options)
+    async def sync_request_session(**asked: Any) -> AsyncIterator[Any]:
+        scope = manager.session_scope(**fixed, **asked)
         session = await to_thread.run_sync(scope.__enter__, limiter=_limiter(_OPENING))
         scope.make_current()
         try:
@@ -119,23 +118,29 @@ def _request_session(manager: Any, **options: Any) -> Callable[[], AsyncIterator
         scope.release_current()
         await to_thread.run_sync(scope.__exit__, None, None, None, limiter=_limiter(_CLOSING))
 
-    return _taking_settings(sync_request_session, settings if per_request else None)
+    return _taking(sync_request_session, per_request)
 
 
-def _taking_settings(
-    dependency: Callable[..., AsyncIterator[Any]], settings: Callable[..., Any] | None
+# Options that may be FastAPI dependencies resolved per request, with a value of
+# their kind to check the others against when the dependency is made.
+_PER_REQUEST: dict[str, Any] = {"settings": {}, "after": "0/0"}
+_PER_REQUEST_TYPES: dict[str, Any] = {"settings": Mapping[str, Any], "after": str | None}
+
+
+def _taking(
+    dependency: Callable[..., AsyncIterator[Any]], per_request: Mapping[str, Callable[..., Any]]
 ) -> Callable[..., AsyncIterator[Any]]:
-    """The signature FastAPI reads: a ``settings`` parameter resolved by the
-    ``settings`` dependency (the tenant from the request's auth, say), or none."""
-    parameters = []
-    if settings is not None:
-        parameters.append(
-            inspect.Parameter(
-                "settings",
-                inspect.Parameter.KEYWORD_ONLY,
-                annotation=Annotated[Mapping[str, Any], Depends(settings)],
-            )
+    """The signature FastAPI reads: a parameter per option resolved by its own
+    dependency (the tenant from the request's auth, the commit token from a
+    cookie), or none."""
+    parameters = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[_PER_REQUEST_TYPES[name], Depends(resolve)],
         )
+        for name, resolve in per_request.items()
+    ]
     dependency.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     return dependency
 
@@ -164,6 +169,8 @@ def session_dependency(manager: Any, **options: Any) -> Any:
     ``settings`` may also be a FastAPI dependency returning the mapping (the
     tenant of the request's user, for row-level security): it is resolved per
     request, and its values are set in the transaction before the endpoint runs.
+    So may ``after``, returning the request's commit token or None (read from a
+    cookie: see the README's "Replicas, poolers and failover").
     """
     if manager.is_async:
         from sqlalchemy.ext.asyncio import AsyncSession

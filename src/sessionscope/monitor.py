@@ -79,6 +79,8 @@ class SessionMonitor:
         # Waits of sessions that got their connection; durations of committed ones.
         self._pending_waits: list[float] = []
         self._pending_commits: list[float] = []
+        # Per-engine figures of a manager with replicas (its _engine_figures), else None.
+        self.engines: Callable[[], list[dict[str, Any]]] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -309,7 +311,19 @@ class SessionMonitor:
             "transaction_duration": durations,
             "connection_wait": waits,
             "pool": self.pool_status(),
+            "engines": self._engine_figures(counts["session_opened"]),
         }
+
+    def _engine_figures(self, opened: int) -> list[dict[str, Any]]:
+        """Role, scopes routed, fallbacks and lag per engine, with replicas; else none."""
+        if self.engines is None:
+            return []
+        figures = self.engines()
+        on_replicas = sum(f["routed"] for f in figures if f["role"] == "replica")
+        for figure in figures:
+            if figure["role"] == "primary":
+                figure["routed"] = opened - on_replicas if self.enabled else None
+        return figures
 
     def histograms(self) -> dict[str, Histogram]:
         """Copies of the duration histograms, for exporters that publish buckets."""

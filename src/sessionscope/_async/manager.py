@@ -6,7 +6,7 @@ classes and adds the typed entry points and what awaits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack, overload
 
@@ -28,6 +28,7 @@ from .._manager_base import Flavour, ManagerBase
 from .._options import ScopeKwargs, SessionKwargs
 from ..config import SessionConfig
 from .decorator import AsyncSessionDecorator, session_function
+from .routing import commit_token
 from .scope import AsyncSessionScope
 from .session import session_class
 
@@ -63,10 +64,11 @@ class AsyncSessionManager(ManagerBase):
         self,
         bind: str | URL | AsyncEngine | async_sessionmaker[Any],
         *,
+        replicas: Sequence[str | URL | AsyncEngine] | None = None,
         config: SessionConfig | None = None,
         **engine_options: Any,
     ) -> None:
-        super().__init__(bind, config=config, **engine_options)
+        super().__init__(bind, replicas=replicas, config=config, **engine_options)
 
     def session_scope(self, **options: Unpack[ScopeKwargs]) -> AsyncSessionScope:
         """A transactional scope; its class's docstring explains the nesting rules."""
@@ -116,10 +118,21 @@ class AsyncSessionManager(ManagerBase):
         async with self.session_scope() as session:
             yield session
 
+    async def commit_token(self) -> str:
+        """An opaque token covering every commit finished before this call: a
+        read-only scope given it (``after=token``) runs only where those commits
+        can be read, in this process or another. PostgreSQL only (the primary's
+        WAL position)."""
+        self._check_tokens("commit_token()")
+        return await commit_token(self.engine)
+
     async def dispose(self) -> None:
-        """Dispose the engine if this manager created it; a borrowed one is left alone."""
+        """Dispose the engines this manager created; borrowed ones are left alone."""
         if self._owns_engine:
             await self.engine.dispose()
+        for replica in self._replicas.replicas if self._replicas is not None else ():
+            if replica.owned:
+                await replica.engine.dispose()
 
     async def __aenter__(self) -> Self:
         return self

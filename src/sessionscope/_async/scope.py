@@ -30,9 +30,10 @@ from .._async_compat import (
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
 from .._isolation import raise_sqlite_busy, server_raise
 from .._options import check_joinable
+from .._replicas import Replica
 from .._scope_base import Kind, ScopeBase
 from .._settings import deadline_exceeded
-from .._transient import commit_may_have_landed, transient_reason
+from .._transient import commit_may_have_landed, is_connection_error, transient_reason
 from ..errors import (
     CommitOutcomeUnknownError,
     ConfigurationError,
@@ -43,6 +44,7 @@ from ..errors import (
 )
 from ..monitor import RollbackCause
 from .retrying import wait_before_retry
+from .routing import ask_replica
 from .session import AsyncScopedSession
 
 if TYPE_CHECKING:
@@ -200,6 +202,10 @@ class AsyncSessionScope(ScopeBase):
         refused connection is retried per the options (a body never can be: this
         happens before it runs)."""
         manager = self.manager
+        if manager._replicas is not None and self._options.read_only and manager._isolation is None:
+            on_replica = await self._open_on_replica()
+            if on_replica is not None:
+                return on_replica
         attempt = 0
         while True:
             session = self._new_session()
@@ -215,13 +221,59 @@ class AsyncSessionScope(ScopeBase):
                     manager, attempt, reason, error, manager._connect_retry, self._deadline_at
                 )
 
-    def _new_session(self) -> AsyncScopedSession:
+    async def _open_on_replica(self) -> AsyncScopedSession | None:
+        """A read-only scope's session on a fit replica (``_replicas.py``); None when
+        there is none, and the primary takes the scope."""
+        replicas = self.manager._replicas
+        assert replicas is not None
+        token = self._options.after
+        now = monotonic()
+        wait_until = now + replicas.wait
+        if self._deadline_at is not None:
+            wait_until = min(wait_until, self._deadline_at)
+        for replica in replicas.candidates(now):
+            try:
+                if replicas.needs_check(replica, token, now) and not await ask_replica(
+                    replicas, replica, token, wait_until
+                ):
+                    continue
+                session = self._new_session(replica)
+                await self._connect(session, False)
+            except Exception as error:
+                if transient_reason(error, connecting=True) != "connection":
+                    raise
+                replicas.went_down(replica, monotonic())
+                self.manager._log(
+                    logging.WARNING,
+                    "replica %s skipped for %.3g s: %s",
+                    replica.name,
+                    replicas.cool_down,
+                    error,
+                )
+                continue
+            replicas.routed(replica)
+            self._replica = replica
+            return session
+        replicas.fell_back()
+        return None
+
+    def _replica_lost(self, error: BaseException) -> None:
+        """A replica that lost the scope's connection is skipped for its cool-down:
+        a decorated function's re-run goes to another."""
+        if self._replica is not None and is_connection_error(error):
+            replicas = self.manager._replicas
+            assert replicas is not None
+            replicas.went_down(self._replica, monotonic())
+
+    def _new_session(self, replica: Replica | None = None) -> AsyncScopedSession:
         """A session of this scope, and the level of its transaction (not begun yet)."""
         manager = self.manager
         options = self._options
         session: AsyncScopedSession
         isolation = manager._isolation
-        if isolation is not None:
+        if replica is not None:
+            session = manager.sessionmaker(bind=replica.bind_for(options.isolation_level))
+        elif isolation is not None:
             if options.isolation_level is not None:
                 raise ConfigurationError(
                     "isolation_level is not available inside a test's isolation "
@@ -358,6 +410,7 @@ class AsyncSessionScope(ScopeBase):
                 if isinstance(exc, Rollback):
                     await self._rolled_back(session, level, "requested", None)
                     return True
+                self._replica_lost(exc)
                 await self._rolled_back(session, level, "exception", exc)
             elif level.rollback_only:
                 cause = level.rollback_cause
@@ -542,9 +595,11 @@ class AsyncSessionScope(ScopeBase):
             else:
                 await self._end_isolated(session, level)
         except BaseException as error:
-            if not commit_may_have_landed(error):
+            if level.read_only or not commit_may_have_landed(error):
                 # The server answered (a serialization failure, a deferred
-                # constraint): the transaction is definitely rolled back.
+                # constraint): the transaction is definitely rolled back. (A
+                # read-only one wrote nothing: its outcome is never in doubt.)
+                self._replica_lost(error)
                 await self._rolled_back(session, level, "commit_failed", error)
                 raise
             self._count_unknown(level, error)

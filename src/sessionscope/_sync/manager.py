@@ -9,7 +9,7 @@ classes and adds the typed entry points and what awaits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack, overload
 
@@ -31,6 +31,7 @@ from .._sync_compat import (
 )
 from ..config import SessionConfig
 from .decorator import SyncSessionDecorator, session_function
+from .routing import commit_token
 from .scope import SessionScope
 from .session import session_class
 
@@ -66,10 +67,11 @@ class SessionManager(ManagerBase):
         self,
         bind: str | URL | Engine | sessionmaker[Any],
         *,
+        replicas: Sequence[str | URL | Engine] | None = None,
         config: SessionConfig | None = None,
         **engine_options: Any,
     ) -> None:
-        super().__init__(bind, config=config, **engine_options)
+        super().__init__(bind, replicas=replicas, config=config, **engine_options)
 
     def session_scope(self, **options: Unpack[ScopeKwargs]) -> SessionScope:
         """A transactional scope; its class's docstring explains the nesting rules."""
@@ -119,10 +121,21 @@ class SessionManager(ManagerBase):
         with self.session_scope() as session:
             yield session
 
+    def commit_token(self) -> str:
+        """An opaque token covering every commit finished before this call: a
+        read-only scope given it (``after=token``) runs only where those commits
+        can be read, in this process or another. PostgreSQL only (the primary's
+        WAL position)."""
+        self._check_tokens("commit_token()")
+        return commit_token(self.engine)
+
     def dispose(self) -> None:
-        """Dispose the engine if this manager created it; a borrowed one is left alone."""
+        """Dispose the engines this manager created; borrowed ones are left alone."""
         if self._owns_engine:
             self.engine.dispose()
+        for replica in self._replicas.replicas if self._replicas is not None else ():
+            if replica.owned:
+                replica.engine.dispose()
 
     def __enter__(self) -> Self:
         return self

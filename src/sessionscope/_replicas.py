@@ -1,0 +1,188 @@
+"""Read replicas: what is known of each, and which ones a read-only scope may use.
+
+A manager made with ``replicas=[...]`` runs its read-only scopes that start a
+transaction on a replica, everything else on the primary. Replicas are tried
+in turn (round robin), skipping those that are not fit:
+
+- one that refused a connection, or lost one, is skipped for
+  ``SessionConfig.replica_cool_down`` seconds;
+- one whose replay lag was over ``max_replica_lag`` when it was last
+  measured is skipped until it is measured again.
+
+Lag is measured at most once per ``replica_check_interval`` per replica, by
+the scope that finds the figure stale, on a connection of its own before its
+transaction starts (``_async/routing.py``); every other scope goes straight
+to its replica. A scope with ``after=token`` runs only where the token's WAL
+position has been replayed: it uses what is known of the replica, asks again
+while the replica has not got that far, and waits at most ``replica_wait``
+seconds in all before the primary takes it.
+
+Tokens are the primary's WAL position after every commit finished before
+``commit_token()`` was called (``pg_current_wal_insert_lsn()``), as
+PostgreSQL prints it: ``"16/B374D848"``. Everything here is bookkeeping under a
+lock; nothing awaits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import SessionConfig
+from .errors import ConfigurationError
+
+__all__ = ["LAG_QUERY", "Replica", "ReplicaSet", "check_token", "lsn_of"]
+
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+
+# What a replica has replayed, and how far behind it is: nothing when it has
+# replayed all it received (an idle primary sends nothing, and the time since
+# the last replayed commit would grow for no reason), else the age of the last
+# commit it replayed. A server not in recovery (a promoted replica) lags not.
+LAG_QUERY = """\
+SELECT pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+            ELSE pg_current_wal_insert_lsn() END::text,
+       CASE WHEN NOT pg_is_in_recovery()
+                 OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
+            ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()),
+                          'Infinity')::float8 END"""
+
+
+def lsn_of(text: str) -> int:
+    """A WAL position as a number (``"16/B374D848"`` -> ``0x16B374D848``)."""
+    match = _LSN.fullmatch(text)
+    if match is None:
+        raise ValueError(text)
+    return (int(match[1], 16) << 32) + int(match[2], 16)
+
+
+def check_token(value: object) -> int | None:
+    """``after=``'s value as a WAL position; None (no token yet) passes."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return lsn_of(value.strip())
+        except ValueError:
+            pass
+    raise ConfigurationError(
+        f"after={value!r} is not a commit token: pass what manager.commit_token() "
+        "returned (a WAL position such as '0/3001190'), or None"
+    )
+
+
+@dataclass(eq=False, slots=True)
+class Replica:
+    """One replica: its engine and what the manager knows of it."""
+
+    engine: Any
+    name: str
+    owned: bool  # made by the manager from a URL, and disposed by it
+    down_until: float = 0.0  # time.monotonic() until which it is skipped
+    checked_at: float = -math.inf  # when lag and replayed were learned
+    lag: float | None = None  # seconds, when last measured
+    replayed: int = -1  # the WAL position replayed, when last measured
+    routed: int = 0  # scopes that ran on it
+    refused: int = 0  # connections refused or lost
+    isolated_binds: dict[str, Any] = field(default_factory=dict)
+
+    def bind_for(self, isolation_level: str | None) -> Any:
+        """The engine a scope at ``isolation_level`` uses on this replica."""
+        if isolation_level is None:
+            return self.engine
+        bind = self.isolated_binds.get(isolation_level)
+        if bind is None:
+            bind = self.engine.execution_options(isolation_level=isolation_level)
+            self.isolated_binds[isolation_level] = bind
+        return bind
+
+
+class ReplicaSet:
+    """The replicas of one manager, their health, and the choice among them."""
+
+    def __init__(self, replicas: Sequence[Replica], config: SessionConfig) -> None:
+        self.replicas = tuple(replicas)
+        self.max_lag = config.max_replica_lag
+        self.cool_down = config.replica_cool_down
+        self.check_interval = config.replica_check_interval
+        self.wait = config.replica_wait
+        self.fallbacks = 0  # read-only scopes the primary took: no replica fit
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+
+    def candidates(self, now: float) -> list[Replica]:
+        """The replicas a read-only scope may try, in this scope's round-robin order."""
+        replicas = self.replicas
+        start = next(self._turn) % len(replicas)
+        ordered = replicas[start:] + replicas[:start]
+        return [
+            replica
+            for replica in ordered
+            if replica.down_until <= now
+            and (
+                replica.lag is None
+                or replica.lag <= self.max_lag
+                or now - replica.checked_at >= self.check_interval
+            )
+        ]
+
+    def needs_check(self, replica: Replica, token: int | None, now: float) -> bool:
+        """Whether the scope must ask the replica first: its figures are stale, or it
+        was not known to have replayed ``token``. Claimed by the scope that asks, so
+        that the other scopes of the moment do not ask too."""
+        if token is not None and replica.replayed < token:
+            return True
+        if now - replica.checked_at < self.check_interval:
+            return False
+        with self._lock:
+            if now - replica.checked_at < self.check_interval:
+                return False
+            replica.checked_at = now
+        return True
+
+    def learned(
+        self, replica: Replica, now: float, in_recovery: bool, replayed: str, lag: float
+    ) -> None:
+        replica.checked_at = now
+        replica.lag = float(lag)
+        # A promoted replica starts a new timeline: its positions go on from there.
+        replica.replayed = (
+            max(replica.replayed, lsn_of(replayed)) if in_recovery else lsn_of(replayed)
+        )
+
+    def fit(self, replica: Replica) -> bool:
+        return replica.lag is None or replica.lag <= self.max_lag
+
+    def went_down(self, replica: Replica, now: float) -> None:
+        """It refused a connection or lost one: skip it for the cool-down."""
+        with self._lock:
+            replica.down_until = now + self.cool_down
+            replica.refused += 1
+
+    def routed(self, replica: Replica) -> None:
+        with self._lock:
+            replica.routed += 1
+
+    def fell_back(self) -> None:
+        with self._lock:
+            self.fallbacks += 1
+
+    def figures(self, now: float) -> list[dict[str, Any]]:
+        """Per replica, for the monitor's snapshot."""
+        return [
+            {
+                "name": replica.name,
+                "role": "replica",
+                "routed": replica.routed,
+                "refused": replica.refused,
+                "lag": replica.lag,
+                "healthy": replica.down_until <= now and self.fit(replica),
+            }
+            for replica in self.replicas
+        ]
