@@ -59,8 +59,13 @@ def _record(outcomes: Outcomes, operation: str, error: BaseException | None) -> 
         FAILURES[type(error).__name__ + ": " + str(error).splitlines()[0][:90]] += 1
 
 
-def _sync_worker(manager: SessionManager, stop: threading.Event, outcomes: Outcomes) -> None:
-    @manager.with_session(isolation_level="SERIALIZABLE", **RETRIES)
+def _sync_worker(
+    manager: SessionManager,
+    stop: threading.Event,
+    outcomes: Outcomes,
+    retries: dict[str, Any] = RETRIES,
+) -> None:
+    @manager.with_session(isolation_level="SERIALIZABLE", **retries)
     def transfer(session: Session, operation: str, source: int, target: int, amount: int) -> None:
         balance = session.scalar(select(Account.balance).where(Account.id == source))
         if balance is None or balance < amount:
@@ -87,9 +92,12 @@ def _sync_worker(manager: SessionManager, stop: threading.Event, outcomes: Outco
 
 
 async def _async_workers(
-    manager: AsyncSessionManager, stop: threading.Event, outcomes: Outcomes
+    manager: AsyncSessionManager,
+    stop: threading.Event,
+    outcomes: Outcomes,
+    retries: dict[str, Any] = RETRIES,
 ) -> None:
-    @manager.with_session(isolation_level="SERIALIZABLE", **RETRIES)
+    @manager.with_session(isolation_level="SERIALIZABLE", **retries)
     async def transfer(
         session: AsyncSession, operation: str, source: int, target: int, amount: int
     ) -> None:
@@ -119,6 +127,39 @@ async def _async_workers(
 
     await asyncio.gather(*(worker() for _ in range(ASYNC_WORKERS)))
     await manager.dispose()
+
+
+def check_the_books(observer: Any, outcomes: Outcomes) -> Counter[str]:
+    """Nothing created or lost, every balance agrees with the ledger, and every
+    transfer applied as often as its outcome says: done once, failed never,
+    unknown at most once. Returns how many ledger rows each operation has."""
+    with observer.connect() as connection:
+        total = connection.execute(select(func.sum(Account.balance))).scalar_one()
+        balances = dict(connection.execute(select(Account.id, Account.balance)).all())
+        ledger = connection.execute(
+            select(
+                LedgerEntry.operation_id, LedgerEntry.source, LedgerEntry.target, LedgerEntry.amount
+            )
+        ).all()
+    assert total == ACCOUNTS * OPENING
+
+    expected = {n: OPENING for n in range(1, ACCOUNTS + 1)}
+    for _, source, target, amount in ledger:
+        expected[source] -= amount
+        expected[target] += amount
+    assert balances == expected, "balances disagree with the ledger"
+
+    recorded = Counter(row[0] for row in ledger)
+    for operation, outcome in outcomes.items():
+        rows = recorded.get(operation, 0)
+        if outcome == "done":
+            assert rows == 1, f"transfer {operation} reported done has {rows} ledger rows"
+        elif outcome == "failed":
+            assert rows == 0, f"transfer {operation} reported failed was applied"
+        else:
+            assert rows <= 1
+    assert set(recorded) <= set(outcomes), "a ledger row of an operation nobody ran"
+    return recorded
 
 
 def _killer(database: Database, stop: threading.Event, kills: list[int]) -> None:
@@ -181,32 +222,7 @@ def test_money_is_never_created_lost_or_moved_twice(bank: Database) -> None:
     sync_manager.dispose()
     assert bank.idle_in_transaction() == 0
 
-    with bank.observer.connect() as connection:
-        total = connection.execute(select(func.sum(Account.balance))).scalar_one()
-        balances = dict(connection.execute(select(Account.id, Account.balance)).all())
-        ledger = connection.execute(
-            select(
-                LedgerEntry.operation_id, LedgerEntry.source, LedgerEntry.target, LedgerEntry.amount
-            )
-        ).all()
-    assert total == ACCOUNTS * OPENING
-
-    expected = {n: OPENING for n in range(1, ACCOUNTS + 1)}
-    for _, source, target, amount in ledger:
-        expected[source] -= amount
-        expected[target] += amount
-    assert balances == expected, "balances disagree with the ledger"
-
-    recorded = Counter(row[0] for row in ledger)
-    for operation, outcome in outcomes.items():
-        rows = recorded.get(operation, 0)
-        if outcome == "done":
-            assert rows == 1, f"transfer {operation} reported done has {rows} ledger rows"
-        elif outcome == "failed":
-            assert rows == 0, f"transfer {operation} reported failed was applied"
-        else:
-            assert rows <= 1
-    assert set(recorded) <= set(outcomes), "a ledger row of an operation nobody ran"
+    check_the_books(bank.observer, outcomes)
 
     tally = Counter(outcomes.values())
     print(f"\nbank: {len(outcomes)} transfers {dict(tally)}, {len(kills)} backends killed")

@@ -23,6 +23,7 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from . import _fork
 from ._begin import begin_listener
+from ._failover import watch_for_demotion
 from ._isolation import Isolated
 from ._options import (
     ISOLATION_LEVELS,
@@ -100,6 +101,7 @@ class ManagerBase:
         self.sessionmaker: Any = maker
         self.name = engine.url.render_as_string(hide_password=True)
         self._prepare_sessions(maker)
+        watch_for_demotion(self._sync_engine)
         self._read_only_prepared = False  # see _resolve_options()
         # A pool that hands every session the same connection: scopes take turns.
         self._turns: Any = None

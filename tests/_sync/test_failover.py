@@ -1,0 +1,148 @@
+# Generated from tests/_async/test_failover.py
+# by tools/generate_sync.py: do not edit.
+# Edit the file under _async/ and run: python tools/generate_sync.py
+"""Primary failover (README "Replicas, poolers and failover"): a multi-host URL with
+``target_session_attrs=read-write`` finds the new primary after a real promotion,
+and the errors of the failover are retried as lost connections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from sessionscope import SessionConfig
+from sessionscope._sync import SessionManager
+from sessionscope._sync_compat import IS_ASYNC
+from sessionscope._transient import sqlstate_of
+from tests.pg_server import PostgresServer, PostgresUnavailable
+
+POSTGRES_BACKENDS = ("psycopg", "asyncpg") if IS_ASYNC else ("psycopg",)
+pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("backend", POSTGRES_BACKENDS)]
+
+PORT = text("SELECT current_setting('port')::int")
+
+
+class Cluster:
+    """A primary and its streaming replica, of this test alone: promotion ends them."""
+
+    def __init__(self) -> None:
+        self.primary = PostgresServer()
+        self.primary.start()
+        self.replica = self.primary.start_replica()
+        with self.primary.connect() as connection:
+            connection.execute("CREATE TABLE moves (id serial PRIMARY KEY, note text)")
+        self.caught_up()
+
+    def url(self, driver: str) -> str:
+        """SQLAlchemy's multi-host form: both servers, the one taking writes wins."""
+        hosts = "&".join(
+            "host=%s:%d" % (server.host, server.port) for server in (self.primary, self.replica)
+        )
+        return "postgresql+%s://%s@/%s?%s&target_session_attrs=read-write" % (
+            driver,
+            self.primary.user,
+            self.primary.dbname,
+            hosts,
+        )
+
+    def caught_up(self) -> None:
+        self.replica.wait_replayed(self.primary.current_lsn())
+
+    def fence_primary(self) -> None:
+        """What a failover manager does to an old primary it cannot stop: no more writes."""
+        with self.primary.connect() as connection:
+            connection.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            connection.execute("SELECT pg_reload_conf()")
+
+    def notes(self) -> list[str]:
+        with self.replica.connect() as connection:
+            return [row[0] for row in connection.execute("SELECT note FROM moves ORDER BY id")]
+
+    def close(self) -> None:
+        self.replica.close()
+        self.primary.close()
+
+
+@pytest.fixture
+def cluster(pg_server: PostgresServer) -> Iterator[Cluster]:
+    try:
+        cluster = Cluster()
+    except PostgresUnavailable as exc:
+        pytest.fail("could not start a primary and a replica: %s" % exc)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def manager_of(cluster: Cluster, backend: str) -> SessionManager:
+    config = SessionConfig(retry_attempts=20, retry_delay=0.02, retry_max_delay=0.3)
+    return SessionManager(cluster.url(backend), config=config)
+
+
+def test_writes_go_on_at_the_promoted_replica_after_the_primary_stops(
+    cluster: Cluster, backend: str
+) -> None:
+    manager = manager_of(cluster, backend)
+
+    @manager.with_session
+    def move(session: Any, note: str) -> int:
+        session.execute(text("INSERT INTO moves (note) VALUES (:note)"), {"note": note})
+        return int((session.execute(PORT)).scalar_one())
+
+    try:
+        assert move("before") == cluster.primary.port  # and a pooled connection to it
+        cluster.caught_up()
+        cluster.primary.stop("fast")
+        cluster.replica.promote()
+        assert move("after") == cluster.replica.port
+        assert cluster.notes() == ["before", "after"]
+        retries = manager.monitor.snapshot()["retries"]
+        assert retries["total"] >= 1 and set(retries["by_reason"]) == {"connection"}
+        assert manager.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        manager.dispose()
+
+
+def test_a_fenced_primary_refusing_writes_is_a_lost_connection(
+    cluster: Cluster, backend: str
+) -> None:
+    manager = manager_of(cluster, backend)
+
+    @manager.with_session
+    def move(session: Any, note: str) -> int:
+        session.execute(text("INSERT INTO moves (note) VALUES (:note)"), {"note": note})
+        return int((session.execute(PORT)).scalar_one())
+
+    try:
+        assert move("before") == cluster.primary.port
+        cluster.caught_up()
+        cluster.replica.promote()
+        cluster.fence_primary()  # its pooled connection now gets 25006 for any write
+        assert move("after") == cluster.replica.port
+        assert cluster.notes() == ["before", "after"]
+        assert manager.monitor.snapshot()["retries"]["by_reason"] == {"connection": 1}
+    finally:
+        manager.dispose()
+
+
+def test_a_write_in_a_read_only_scope_is_not_mistaken_for_a_failover(
+    cluster: Cluster, backend: str
+) -> None:
+    manager = manager_of(cluster, backend)
+
+    @manager.with_session(read_only=True)
+    def sneaky_write(session: Any) -> None:
+        session.execute(text("INSERT INTO moves (note) VALUES ('nope')"))
+
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            sneaky_write()
+        assert sqlstate_of(raised.value) == "25006"
+        assert manager.monitor.snapshot()["retries"]["total"] == 0
+    finally:
+        manager.dispose()
