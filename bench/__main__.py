@@ -28,6 +28,9 @@ concurrency  PostgreSQL throughput, raw SQLAlchemy vs ``session_scope``: async
 memory       RSS and tracemalloc growth over 100,000 scopes (monitoring on).
 testing      what isolating a test costs (sessionscope.testing.isolated) against
              emptying the tables it touched and against re-creating them.
+fastpath     read-only scopes on PostgreSQL behind a proxy adding ``--rtt`` ms (1)
+             per round trip: raw ``engine.begin()``, a READ ONLY transaction,
+             and the read-only fast path (no BEGIN, no COMMIT).
 instructions (only when asked for) own code per sync scope in instructions, counted
              by valgrind's callgrind: repeatable where timings are not.
 profile      (only when asked for) cProfile of a sync scope: sessionscope's
@@ -69,6 +72,7 @@ import sessionscope
 
 from .concurrency import ConcurrencyResult, Settings, run_concurrency
 from .e2e import GroupResult, describe, run_group
+from .fast_read import run_fast_read
 from .harness import Budget, format_table
 from .instructions import run_instructions
 from .isolation_cost import run_isolation_cost
@@ -80,8 +84,17 @@ from .workload import Database
 ROOT = Path(__file__).resolve().parent.parent
 
 
-SECTIONS = ("e2e", "overhead", "concurrency", "memory", "testing", "instructions", "profile")
-DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory,testing"
+SECTIONS = (
+    "e2e",
+    "overhead",
+    "concurrency",
+    "memory",
+    "testing",
+    "fastpath",
+    "instructions",
+    "profile",
+)
+DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory,testing,fastpath"
 BACKENDS = ("sqlite", "postgres")
 FLAVOURS = ("sync", "async")
 
@@ -148,6 +161,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="e2e on SQLite with its defaults (rollback journal, an fsync per COMMIT) "
         "instead of WAL with synchronous=NORMAL",
+    )
+    parser.add_argument(
+        "--rtt",
+        type=float,
+        default=1.0,
+        help="fastpath: round-trip time the latency proxy adds, in ms (default 1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all results here")
@@ -447,6 +466,20 @@ def run_testing_section(report: Report, databases: list[Database]) -> None:
         report.results["testing"] = results
 
 
+def run_fast_read_section(report: Report, server: Any) -> None:
+    rtt = report.args.rtt
+    title = f"fastpath: read-only scopes at {rtt:g} ms round-trip time (PostgreSQL, via a proxy)"
+    with report.section("fastpath", title):
+        fast = run_fast_read(
+            server,
+            rtt=rtt / 1000,
+            rounds=3 if report.args.quick else max(5, report.args.rounds // 3),
+            scopes=10 if report.args.quick else 50,
+        )
+        report.show("", fast.report())
+        report.results["fastpath"] = fast.as_json()
+
+
 def run_instructions_section(report: Report) -> None:
     title = "instructions: own code per sync scope (callgrind; in-memory SQLite, monitoring on)"
     with report.section("instructions", title):
@@ -473,9 +506,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_environment(env, args)
     with LogTally().installed() as log, contextlib.ExitStack() as stack:
         report = Report(args, env, random.Random(args.seed), log)
-        needs_postgres = "postgres" in args.backends and {"e2e", "concurrency", "testing"} & set(
-            args.sections
-        )
+        needs_postgres = "postgres" in args.backends and {
+            "e2e",
+            "concurrency",
+            "testing",
+            "fastpath",
+        } & set(args.sections)
         server = stack.enter_context(postgres_server(env)) if needs_postgres else None
         databases: list[Database] = []
         if "sqlite" in args.backends and {"e2e", "testing"} & set(args.sections):
@@ -495,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_concurrency_section(report, postgres)
         if "testing" in args.sections:
             run_testing_section(report, databases)
+        if "fastpath" in args.sections and server is not None:
+            run_fast_read_section(report, server)
         stack.close()  # PostgreSQL is no longer needed
         if "memory" in args.sections:
             run_memory_section(report)

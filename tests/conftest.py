@@ -37,6 +37,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.pg_bouncer import PgBouncer
 from tests.pg_server import ENV_URL, PostgresServer, PostgresUnavailable, find_bindir
 
 ENV_BACKENDS = "SESSIONSCOPE_TEST_BACKENDS"
@@ -189,6 +190,21 @@ def pg_replica(pg_server: PostgresServer) -> Iterator[PostgresServer]:
         yield replica
     finally:
         replica.close()
+
+
+@pytest.fixture(scope="session")
+def pg_bouncer(pg_server: PostgresServer, pg_replica: PostgresServer) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of ``pg_server`` (its database's name)
+    and ``pg_replica`` (the same name + ``_replica``), for the whole run."""
+    bouncer = PgBouncer({pg_server.dbname: pg_server, pg_server.dbname + "_replica": pg_replica})
+    try:
+        bouncer.start()
+    except PostgresUnavailable as exc:
+        _unavailable("PgBouncer", str(exc))
+    try:
+        yield bouncer
+    finally:
+        bouncer.close()
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,13 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.pg_server import SERVER_OS_USER, PostgresServer, PostgresUnavailable, _free_port
+from tests.pg_server import (
+    SERVER_OS_USER,
+    SERVER_ROLE,
+    PostgresServer,
+    PostgresUnavailable,
+    _free_port,
+)
 
 __all__ = ["PgBouncer", "find_pgbouncer"]
 
@@ -50,6 +56,13 @@ class PgBouncer:
 
     def start(self) -> None:
         program = find_pgbouncer()
+        for server in self.servers.values():
+            if server.managed and not server.in_recovery():
+                with server.connect() as connection:
+                    connection.execute(
+                        f"DO $$ BEGIN CREATE ROLE {SERVER_ROLE} SUPERUSER LOGIN;"
+                        " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+                    )
         if program is None:
             raise PostgresUnavailable(
                 "pgbouncer not found: install it (Debian: apt-get install pgbouncer)"
@@ -60,11 +73,17 @@ class PgBouncer:
         self.basedir = Path(tempfile.mkdtemp(prefix="sessionscope-pgbouncer-", dir=parent))
         atexit.register(self.close)
         self.port = _free_port()
+        # Each database also as "<name>_small": two server connections for every
+        # client, so that consecutive transactions of one client move between them.
+        # Server connections log in as SERVER_ROLE: the tests that count a database's
+        # clients leave PgBouncer's idle ones out.
         databases = "".join(
-            f"{name} = host={server.host} port={server.port} dbname={server.dbname}\n"
+            f"{name}{suffix} = host={server.host} port={server.port} dbname={server.dbname}"
+            f" user={SERVER_ROLE}{size}\n"
             for name, server in self.servers.items()
+            for suffix, size in (("", ""), ("_small", " pool_size=2"))
         )
-        (self.basedir / "users.txt").write_text(f'"{self.user}" ""\n')
+        (self.basedir / "users.txt").write_text(f'"{self.user}" ""\n"{SERVER_ROLE}" ""\n')
         (self.basedir / "pgbouncer.ini").write_text(
             "[databases]\n"
             f"{databases}"

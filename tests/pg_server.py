@@ -44,6 +44,9 @@ ENV_URL = "SESSIONSCOPE_TEST_PG_URL"
 ENV_BINDIR = "SESSIONSCOPE_TEST_PG_BINDIR"
 DEFAULT_DBNAME = "sessionscope_test"
 SERVER_OS_USER = "postgres"
+# The role PgBouncer's server connections log in as (tests/pg_bouncer.py): not counted
+# among a test database's other clients, which PgBouncer keeps open while idle.
+SERVER_ROLE = "sessionscope_pgbouncer"
 
 # Durability is worthless in a throwaway cluster; speed and quick fault detection are not.
 SETTINGS: dict[str, str] = {
@@ -439,7 +442,12 @@ class PostgresServer:
 
         return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
 
-    def _other_backends(self, what: str, condition: str = "true") -> list[Any]:
+    def _other_backends(
+        self, what: str, condition: str = "true", *, poolers: bool = False
+    ) -> list[Any]:
+        """Other client backends of the test database; PgBouncer's only if ``poolers``."""
+        if not poolers:
+            condition = f"usename <> '{SERVER_ROLE}' AND ({condition})"
         with self.connect() as conn:
             rows = conn.execute(
                 f"SELECT {what} FROM pg_stat_activity"
@@ -449,19 +457,21 @@ class PostgresServer:
         return [row[0] for row in rows]
 
     def backend_count(self) -> int:
-        """How many other client connections the test database has."""
+        """How many other client connections the test database has (PgBouncer's idle
+        server connections left out)."""
         return len(self._other_backends("pid"))
 
     def idle_in_transaction_count(self) -> int:
-        """How many other connections sit idle inside a transaction (or an aborted one)."""
-        return len(self._other_backends("pid", "state LIKE 'idle in transaction%'"))
+        """How many other connections sit idle inside a transaction (or an aborted one),
+        PgBouncer's included."""
+        return len(self._other_backends("pid", "state LIKE 'idle in transaction%'", poolers=True))
 
     def terminate_backends(self, timeout: float = 10) -> int:
         """``pg_terminate_backend()`` every other client of the test database.
 
         Waits until they are gone and returns how many were terminated.
         """
-        killed = self._other_backends("pg_terminate_backend(pid)")
+        killed = self._other_backends("pg_terminate_backend(pid)", poolers=True)
         deadline = time.monotonic() + timeout
         while self.backend_count() and time.monotonic() < deadline:
             time.sleep(0.05)

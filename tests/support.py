@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.pool import NullPool
 
+from sessionscope._pooler import pgbouncer_connect_args
 from tests.models import Base, User
 
 SYNC_DRIVER = {"sqlite": "sqlite", "psycopg": "postgresql+psycopg", "asyncpg": "postgresql+psycopg"}
@@ -23,22 +24,38 @@ ASYNC_DRIVER = {
 }
 
 
-class Database:
-    """One test's database: where it lives and what is really in it."""
+# Backends that reach PostgreSQL through PgBouncer in transaction mode: "<driver>-pgbouncer".
+PGBOUNCER_SUFFIX = "-pgbouncer"
 
-    def __init__(self, backend: str, is_async: bool, tmp_path: Path, pg_server: Any) -> None:
+
+class Database:
+    """One test's database: where it lives and what is really in it.
+
+    ``engine_options`` are what a manager of ``url`` must be given (the driver's
+    settings for PgBouncer); the observer always reads the server directly."""
+
+    def __init__(
+        self, backend: str, is_async: bool, tmp_path: Path, pg_server: Any, pg_bouncer: Any = None
+    ) -> None:
         self.backend = backend
         self.is_postgres = pg_server is not None
         self.pg_server = pg_server
+        self.engine_options: dict[str, Any] = {}
         drivers = ASYNC_DRIVER if is_async else SYNC_DRIVER
+        driver_name = backend.removesuffix(PGBOUNCER_SUFFIX)
         if pg_server is None:
             location = "/%s" % (tmp_path / "test.db")
             self.url = drivers[backend] + "://" + location
             self.observer_url = "sqlite://" + location
         else:
             rest = pg_server.url("psycopg").split("://", 1)[1]
-            self.url = drivers[backend] + "://" + rest
+            self.url = drivers[driver_name] + "://" + rest
             self.observer_url = "postgresql+psycopg://" + rest
+        if backend.endswith(PGBOUNCER_SUFFIX):
+            assert pg_bouncer is not None
+            self.url = pg_bouncer.url(pg_server.dbname, drivers[driver_name].split("+")[1])
+            # As SQLAlchemy documents it (and `python -m sessionscope check` says).
+            self.engine_options = {"connect_args": pgbouncer_connect_args(driver_name)}
         self.observer: Engine = create_engine(self.observer_url, poolclass=NullPool)
 
     def url_of(self, server: Any) -> str:
@@ -102,8 +119,9 @@ async def async_generator_function(session: Any) -> Any:
 def engine_of_the_other_flavour(database: Database, is_async: bool) -> Any:
     """An engine on the same database, of the flavour the code under test is not."""
     rest = "://" + database.url.split("://", 1)[1]
+    backend = database.backend.removesuffix(PGBOUNCER_SUFFIX)
     if is_async:
-        return create_engine(SYNC_DRIVER[database.backend] + rest)
+        return create_engine(SYNC_DRIVER[backend] + rest)
     from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 
-    return sqlalchemy_asyncio.create_async_engine(ASYNC_DRIVER[database.backend] + rest)
+    return sqlalchemy_asyncio.create_async_engine(ASYNC_DRIVER[backend] + rest)

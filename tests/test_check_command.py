@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import make_url
 
 import sessionscope
+from tests.pg_bouncer import PgBouncer
 from tests.pg_server import PostgresServer
 
 ROOT = Path(__file__).parent.parent
@@ -25,7 +26,7 @@ IMPORT_ROOT = str(Path(sessionscope.__file__).parent.parent)
 PASSWORD = "s3cret-pw"
 KEYS = {
     "url", "flavour", "dialect", "driver", "server_version", "latency_ms", "savepoints",
-    "isolation_level", "pool", "ok", "error",
+    "isolation_level", "pool", "pooler", "pooler_needs", "ok", "error",
 }  # fmt: skip
 
 
@@ -148,6 +149,22 @@ def test_postgres(pg_server: PostgresServer, backend: str, flavour: str) -> None
         assert result.returncode == 0, result.stderr
         assert password not in result.stdout + result.stderr
         assert "savepoints       work" in result.stdout
+
+
+@pytest.mark.parametrize(("backend", "flavour"), [("psycopg", "sync"), ("asyncpg", "async")])
+def test_pgbouncer_is_named_with_what_the_driver_needs(
+    pg_server: PostgresServer, pg_bouncer: PgBouncer, backend: str, flavour: str
+) -> None:
+    report = healthy_report(check("--json", pg_bouncer.url(pg_server.dbname, backend)))
+    assert report["pooler"] == "PgBouncer"
+    assert report["flavour"] == flavour
+    needs = {"psycopg": "'prepare_threshold': None", "asyncpg": "'statement_cache_size': 0"}
+    assert needs[backend] in report["pooler_needs"]
+    human = check(pg_bouncer.url(pg_server.dbname, backend))
+    assert human.returncode == 0, human.stderr
+    assert "pooler           PgBouncer: in transaction mode" in human.stdout
+    # Straight to the server: no pooler.
+    assert healthy_report(check("--json", pg_server.url(backend)))["pooler"] is None
 
 
 @pytest.mark.parametrize("backend", ["psycopg", "asyncpg"])

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 import sessionscope
 from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
 from sessionscope.exporters import otel, prometheus
+from tests.pg_server import PostgresServer, _free_port
 
 SELECT_1 = text("SELECT 1")
 
@@ -381,6 +382,68 @@ def test_otel_with_monitoring_off(
 
 
 # -- packaging ------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_both_exporters_show_each_engine_of_a_manager_with_replicas(
+    pg_server: PostgresServer,
+    pg_replica: PostgresServer,
+    sdk: tuple[MeterProvider, InMemoryMetricReader],
+) -> None:
+    refusing = pg_replica.url("psycopg").replace(f":{pg_replica.port}/", f":{_free_port()}/")
+    manager = SessionManager(
+        pg_server.url("psycopg"),
+        replicas=[pg_replica.url("psycopg"), refusing],
+        config=SessionConfig(replica_cool_down=60, log_level="ERROR"),
+    )
+    registry = CollectorRegistry()
+    prometheus.register(manager, registry=registry)
+    provider, reader = sdk
+    handle = otel.instrument(manager, meter_provider=provider)
+    try:
+        for _ in range(4):
+            with manager.session_scope(read_only=True) as session:
+                session.execute(SELECT_1)
+        with manager.session_scope() as session:
+            session.execute(SELECT_1)
+        replica, dead = manager._replicas.replicas  # type: ignore[union-attr]
+        samples = scrape(registry)
+        scopes = "sessionscope_engine_scopes_total"
+        assert sample(samples, scopes, manager, engine=manager.name, role="primary") == 1
+        assert sample(samples, scopes, manager, engine=replica.name, role="replica") == 4
+        assert sample(samples, scopes, manager, engine=dead.name, role="replica") == 0
+        assert sample(samples, "sessionscope_replica_fallbacks_total", manager) == 0
+        refused = "sessionscope_replica_refused_total"
+        assert sample(samples, refused, manager, engine=dead.name) == 1
+        assert sample(samples, "sessionscope_replica_healthy", manager, engine=dead.name) == 0
+        assert sample(samples, "sessionscope_replica_healthy", manager, engine=replica.name) == 1
+        lag = sample(samples, "sessionscope_replica_lag_seconds", manager, engine=replica.name)
+        assert lag is not None and lag >= 0
+
+        data = reader.get_metrics_data()
+        points = {
+            (metric.name, tuple(sorted(point.attributes.items()))): point.value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name.startswith(("sessionscope.engine", "sessionscope.replica"))
+            for point in metric.data.data_points
+        }
+        on_replica = (
+            ("sessionscope.engine", replica.name),
+            ("sessionscope.engine.role", "replica"),
+            ("sessionscope.manager", manager.name),
+        )
+        assert points[("sessionscope.engine.scopes", on_replica)] == 4
+        dead_engine = (("sessionscope.engine", dead.name), ("sessionscope.manager", manager.name))
+        assert points[("sessionscope.replica.refused", dead_engine)] == 1
+        assert (
+            points[("sessionscope.replica.fallbacks", (("sessionscope.manager", manager.name),))]
+            == 0
+        )
+    finally:
+        handle.uninstrument()
+        manager.dispose()
 
 
 def test_importing_sessionscope_imports_no_exporter_library() -> None:

@@ -36,7 +36,8 @@ def _begin_postgresql(session: Any, transaction: Any, connection: Connection) ->
     level = scope.level
     # Transaction-local, all of it: nothing to undo when the connection goes back.
     if level.setup is None and level.deadline_at is None:
-        if level.read_only:
+        # The fast path has no transaction: writes are refused by the server.
+        if level.read_only and not level.fast:
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
         return
     start = postgres_start(

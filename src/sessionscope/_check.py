@@ -3,8 +3,10 @@
 Opens a manager of the URL's flavour (an async driver gets ``AsyncSessionManager``)
 and, in scopes of that manager, reads the server version and default isolation level,
 times ``SELECT 1`` (one scope each), checks that a SAVEPOINT really rolls back, and
-reads the pool's figures. Exit status: 0 healthy, 1 unreachable or a check failed,
-2 bad usage. The URL's password is never shown, in any output.
+reads the pool's figures. It says when the URL leads to PgBouncer (which refuses a
+startup parameter PostgreSQL takes) and what the driver needs behind it. Exit
+status: 0 healthy, 1 unreachable or a check failed, 2 bad usage. The URL's
+password is never shown, in any output.
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from sqlalchemy import URL, make_url, text
+from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
 
 from . import SessionConfig, SessionManager
+from ._pooler import (
+    PGBOUNCER_CONNECT_ARGS,
+    PROBE_CONNECT_ARGS,
+    pgbouncer_connect_args,
+    refused_startup_parameter,
+)
 from .errors import ConfigurationError
 
 __all__ = ["ENV_URL", "run_check"]
@@ -80,6 +89,8 @@ def run_check(url: str | None, *, as_json: bool = False, connect_timeout: int = 
         "savepoints": None,  # stays null if the check could not run
         "isolation_level": None,
         "pool": None,
+        "pooler": None,  # "PgBouncer" when the URL leads to one
+        "pooler_needs": None,
         "ok": False,
         "error": None,
     }
@@ -135,6 +146,17 @@ async def _check(parsed: URL, is_async: bool, connect_timeout: int, report: Repo
     argument = _TIMEOUT_ARGUMENT.get(report["driver"])
     if argument is not None and argument not in parsed.query:
         options["connect_args"] = {argument: connect_timeout}
+    if await _behind_pgbouncer(parsed, is_async, options):
+        driver = report["driver"]
+        report["pooler"] = "PgBouncer"
+        needs = PGBOUNCER_CONNECT_ARGS.get(driver, "a driver that keeps no prepared statements")
+        report["pooler_needs"] = (
+            f"in transaction mode: {needs}; settings only per transaction (sessionscope "
+            "uses set_config(..., true)); the read-only fast path on replicas only"
+        )
+        # The check's own scopes, configured as the report says.
+        connect_args = options.setdefault("connect_args", {})
+        connect_args.update(pgbouncer_connect_args(driver))
     manager: Any
     try:
         if is_async:
@@ -151,6 +173,37 @@ async def _check(parsed: URL, is_async: bool, connect_timeout: int, report: Repo
         await _probe(manager, _scope_of(manager), report)
     finally:
         await _maybe(manager.dispose())
+
+
+async def _behind_pgbouncer(parsed: URL, is_async: bool, options: dict[str, Any]) -> bool:
+    """Whether a connection with a startup parameter PgBouncer refuses is refused.
+    Any other error is left to the scopes that follow, which report it."""
+    probe = PROBE_CONNECT_ARGS.get(parsed.get_dialect().driver)
+    if probe is None or parsed.get_backend_name() != "postgresql":
+        return False
+    connect_args = {**options.get("connect_args", {}), **probe}
+    try:
+        if is_async:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            async_engine = create_async_engine(
+                parsed, poolclass=NullPool, connect_args=connect_args
+            )
+            try:
+                async with async_engine.connect():
+                    pass
+            finally:
+                await async_engine.dispose()
+        else:
+            engine = create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+            try:
+                with engine.connect():
+                    pass
+            finally:
+                engine.dispose()
+    except Exception as exc:
+        return refused_startup_parameter(exc)
+    return False
 
 
 def _require_sqlite_file(parsed: URL) -> None:
@@ -291,6 +344,7 @@ def _human(report: Report) -> str:
         "savepoints": None if savepoints is None else ("work" if savepoints else "DO NOT WORK"),
         "isolation level": report["isolation_level"],
         "pool": pool and ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in pool.items()),
+        "pooler": report["pooler"] and f"{report['pooler']}: {report['pooler_needs']}",
         "status": "OK" if report["ok"] else "FAILED",
     }
     return "\n".join(f"{name:<16} {'-' if v is None else v}" for name, v in lines.items())

@@ -69,6 +69,7 @@ class Level:
 
     __slots__ = (
         "deadline_at",
+        "fast",
         "is_async",
         "isolation_level",
         "on_commit",
@@ -91,6 +92,7 @@ class Level:
         transaction_id: int = 0,
         setup: Setup | None = None,
         deadline_at: float | None = None,
+        fast: bool = False,
     ) -> None:
         self.parent = parent
         self.transaction_id = transaction_id  # the manager's number for the transaction
@@ -101,6 +103,9 @@ class Level:
         # (a time.monotonic() time): see _settings.py.
         self.setup = setup
         self.deadline_at = deadline_at
+        # A read-only transaction without BEGIN and COMMIT (on a connection in
+        # autocommit mode): the read-only fast path of _replicas.py.
+        self.fast = fast
         # Most transactions register no callbacks: the lists are made on demand.
         self.on_commit: list[Callback] | None = None
         self.on_rollback: list[Callback] | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from . import _fork
 from ._begin import begin_listener
 from ._failover import watch_for_demotion
+from ._fast_read import read_only_engine
 from ._isolation import Isolated
 from ._options import (
     ISOLATION_LEVELS,
@@ -33,7 +35,7 @@ from ._options import (
     resolve_scope_options,
 )
 from ._ownership import OWNERSHIP_LISTENERS
-from ._replicas import Replica, ReplicaSet
+from ._replicas import Replica, ReplicaSet, read_committed
 from ._sqlite import restore_query_only
 from .config import SessionConfig
 from .errors import ConfigurationError
@@ -97,6 +99,13 @@ class ManagerBase:
             raise ConfigurationError(f"config must be a SessionConfig, got {config!r}")
         self.config = config
         engine, maker, self._owns_engine = self._resolve_bind(bind, engine_options)
+        # The read-only fast path's bind on the primary (_fast_read.py): None until it
+        # is decided, False where there is none; made from the manager's own engine's
+        # URL and options, under a lock (two threads must not both make one).
+        self._engine_options = engine_options
+        self._read_engine: Any = None
+        self._read_bind: Any = None if self._owns_engine else False
+        self._read_lock = threading.Lock()
         self.engine: Any = engine
         self.sessionmaker: Any = maker
         self.name = engine.url.render_as_string(hide_password=True)
@@ -247,9 +256,48 @@ class ManagerBase:
             self._isolated_binds[isolation_level] = bind
         return self.sessionmaker(bind=bind)
 
+    def _fast_primary(self) -> Any:
+        """The primary's bind for a read-only fast-path scope, or None."""
+        bind = self._read_bind
+        if bind is not None:
+            return bind or None
+        if self.engine.dialect.name != "postgresql":
+            self._read_bind = False
+            return None
+        if not read_committed(self.engine):
+            return None  # no connection yet, or another default level: asked again later
+        with self._read_lock:
+            if self._read_bind is None:
+                engine = read_only_engine(
+                    self._flavour.create_engine, self.engine.url, self._engine_options
+                )
+                self._read_engine = engine
+                self._read_bind = (
+                    False
+                    if engine is None
+                    else engine.execution_options(isolation_level="AUTOCOMMIT")
+                )
+        return self._read_bind or None
+
+    def _no_fast_primary(self, error: BaseException) -> None:
+        """The primary refused the fast path's startup parameter: PgBouncer. Its
+        read-only scopes keep a READ ONLY transaction from now on."""
+        with self._read_lock:
+            engine, self._read_engine, self._read_bind = self._read_engine, None, False
+        if engine is not None:
+            self._flavour.sync_engine_of(engine).dispose()
+        self._log(
+            logging.INFO,
+            "read-only scopes on the primary run in READ ONLY transactions: it refused the "
+            "startup parameter default_transaction_read_only (PgBouncer?): %s",
+            error,
+        )
+
     def _after_fork(self) -> None:
         """In a forked child: the pool's connections are the parent's (see _fork.py)."""
         self._sync_engine.dispose(close=False)
+        if self._read_engine:
+            self._flavour.sync_engine_of(self._read_engine).dispose(close=False)
         for replica in self._replicas.replicas if self._replicas is not None else ():
             self._flavour.sync_engine_of(replica.engine).dispose(close=False)
         if self._turns is not None:

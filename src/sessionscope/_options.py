@@ -98,6 +98,9 @@ class ScopeOptions:
     deadline: float | None = None
     # A read-only scope's commit token (``after=``): the WAL position it must see.
     after: int | None = None
+    # Read-only at the default level with nothing to set up: may run without BEGIN
+    # and COMMIT (the read-only fast path, _replicas.py).
+    fast_read: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,7 +198,7 @@ def resolve_scope_options(
             f"after={options['after']!r} is for read-only scopes (read_only=True), which may "
             "run on a replica; a read-write scope runs on the primary, which has every commit"
         )
-    return ScopeOptions(
+    resolved = ScopeOptions(
         propagation=propagation,
         read_only=read_only,
         isolation_level=isolation_level,
@@ -209,6 +212,9 @@ def resolve_scope_options(
         deadline=check_deadline(options.get("deadline")),
         after=after,
     )
+    if resolved.read_only and isolation_level is None and resolved.setup is None:
+        resolved = dataclasses.replace(resolved, fast_read=resolved.deadline is None)
+    return resolved
 
 
 def _check_callable(name: str, value: object) -> Any:

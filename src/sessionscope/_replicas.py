@@ -36,7 +36,7 @@ from typing import Any
 from .config import SessionConfig
 from .errors import ConfigurationError
 
-__all__ = ["LAG_QUERY", "Replica", "ReplicaSet", "check_token", "lsn_of"]
+__all__ = ["LAG_QUERY", "Replica", "ReplicaSet", "check_token", "lsn_of", "read_committed"]
 
 _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 
@@ -92,15 +92,24 @@ class Replica:
     refused: int = 0  # connections refused or lost
     isolated_binds: dict[str, Any] = field(default_factory=dict)
 
-    def bind_for(self, isolation_level: str | None) -> Any:
-        """The engine a scope at ``isolation_level`` uses on this replica."""
-        if isolation_level is None:
-            return self.engine
+    def bind_for(self, isolation_level: str | None, fast_read: bool) -> tuple[Any, bool]:
+        """The engine a scope at ``isolation_level`` uses on this replica, and whether
+        it is the fast path's (the server refuses writes, so it needs nothing else)."""
+        if fast_read and read_committed(self.engine):
+            isolation_level = "AUTOCOMMIT"
+        elif isolation_level is None:
+            return self.engine, False
         bind = self.isolated_binds.get(isolation_level)
         if bind is None:
             bind = self.engine.execution_options(isolation_level=isolation_level)
             self.isolated_binds[isolation_level] = bind
-        return bind
+        return bind, isolation_level == "AUTOCOMMIT"
+
+
+def read_committed(engine: Any) -> bool:
+    """Whether the server's default level, learned at the engine's first connection, is
+    READ COMMITTED: a statement per transaction then sees what a transaction would."""
+    return getattr(engine.dialect, "default_isolation_level", None) == "READ COMMITTED"
 
 
 class ReplicaSet:

@@ -15,13 +15,28 @@ from sessionscope import SessionConfig
 from sessionscope._async import AsyncSessionManager
 from sessionscope._async_compat import IS_ASYNC
 from sessionscope._defaults import reset_default_managers
-from tests.support import Database
+from tests.support import PGBOUNCER_SUFFIX, Database
 
 BACKENDS = ("sqlite", "psycopg", "asyncpg") if IS_ASYNC else ("sqlite", "psycopg")
 POSTGRES_BACKENDS = BACKENDS[1:]
+# A module that sets THROUGH_PGBOUNCER = True runs on these too: PostgreSQL behind
+# PgBouncer in transaction mode, with each driver configured for it.
+PGBOUNCER_BACKENDS = tuple(name + PGBOUNCER_SUFFIX for name in POSTGRES_BACKENDS)
 
 
-@pytest.fixture(params=BACKENDS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        if marker.args and marker.args[0] == "backend":
+            return  # the test chose its backends itself
+    backends = BACKENDS
+    if getattr(metafunc.module, "THROUGH_PGBOUNCER", False):
+        backends = BACKENDS + PGBOUNCER_BACKENDS
+    metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
@@ -30,7 +45,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
     pg_server = None if backend == "sqlite" else request.getfixturevalue("pg_server")
-    database = Database(backend, IS_ASYNC, tmp_path, pg_server)
+    pg_bouncer = None
+    if backend.endswith(PGBOUNCER_SUFFIX):
+        pg_bouncer = request.getfixturevalue("pg_bouncer")
+    database = Database(backend, IS_ASYNC, tmp_path, pg_server, pg_bouncer)
     database.reset_schema()
     yield database
     database.close()
@@ -44,10 +62,12 @@ def config() -> SessionConfig:
 
 @pytest.fixture
 async def manager(database: Database, config: SessionConfig) -> AsyncIterator[AsyncSessionManager]:
-    manager = AsyncSessionManager(database.url, config=config)
+    manager = AsyncSessionManager(database.url, config=config, **database.engine_options)
     yield manager
     try:
         assert manager.engine.pool.checkedout() == 0, "a connection was left checked out"  # type: ignore[attr-defined]
+        if manager._read_engine:  # the read-only fast path's, on the primary
+            assert manager._read_engine.pool.checkedout() == 0, "a read connection was left out"
         assert database.idle_in_transaction() == 0, "a backend was left idle in transaction"
     finally:
         await manager.dispose()

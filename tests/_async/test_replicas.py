@@ -18,6 +18,7 @@ from sessionscope import ConfigurationError, SessionConfig
 from sessionscope._async import AsyncSessionManager
 from sessionscope._async_compat import IS_ASYNC, sync_engine_of
 from sessionscope._transient import sqlstate_of
+from tests._async.conftest import PGBOUNCER_BACKENDS
 from tests._async_compat import sleep
 from tests.models import User
 from tests.pg_server import PostgresServer, _free_port
@@ -372,3 +373,150 @@ async def test_without_a_token_yet_a_scope_runs_as_without_one(
 ) -> None:
     async with manager.session_scope(read_only=True, after=None) as session:
         assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+# -- the read-only fast path -------------------------------------------------------------
+
+# Two statements a moment apart: in one transaction now() is the same for both; in
+# the fast path each statement is a transaction of its own.
+NOW = text("SELECT now()")
+
+
+async def transactions_of(session: Any) -> int:
+    first = (await session.execute(NOW)).scalar_one()
+    await sleep(0.01)
+    second = (await session.execute(NOW)).scalar_one()
+    return 1 if first == second else 2
+
+
+@postgres_only
+async def test_read_only_scopes_take_the_fast_path_on_replica_and_primary(
+    replicated: AsyncSessionManager, database: Database, replica: PostgresServer
+) -> None:
+    await add_user(replicated, "ada")  # and the server's default level is learned
+    database.wait_replayed(replica)
+    async with replicated.session_scope(read_only=True) as session:
+        assert await where_and_count(session) == (True, 1)
+        assert await transactions_of(session) == 2
+    on_primary = AsyncSessionManager(database.url, config=replicated.config)
+    try:
+        await add_user(on_primary, "bob")
+        async with on_primary.session_scope(read_only=True) as session:
+            assert await where_and_count(session) == (False, 2)
+            assert await transactions_of(session) == 2
+            assert (
+                await session.execute(text("SELECT current_setting('transaction_read_only')"))
+            ).scalar_one() == "on"
+        assert on_primary._read_engine is not None
+        assert sync_engine_of(on_primary._read_engine).pool.checkedout() == 0
+    finally:
+        await on_primary.dispose()
+
+
+@postgres_only
+async def test_the_fast_path_still_refuses_writes(
+    replicated: AsyncSessionManager, database: Database
+) -> None:
+    on_primary = AsyncSessionManager(database.url, config=replicated.config)
+    try:
+        await add_user(on_primary, "ada")
+        for manager in (replicated, on_primary):
+            with pytest.raises(DBAPIError) as raised:
+                async with manager.session_scope(read_only=True) as session:
+                    assert await transactions_of(session) == 2
+                    session.add(User(name="nope"))
+                    await session.flush()
+            assert sqlstate_of(raised.value) == "25006"
+        assert database.names() == ["ada"]
+        # The primary's write scopes are not read-only for all that.
+        await add_user(on_primary, "bob")
+        assert database.names() == ["ada", "bob"]
+    finally:
+        await on_primary.dispose()
+
+
+@postgres_only
+async def test_nested_scopes_and_the_bodys_commit_in_the_fast_path(
+    replicated: AsyncSessionManager,
+) -> None:
+    await add_user(replicated, "ada")
+    async with replicated.session_scope(read_only=True) as session:
+        assert await transactions_of(session) == 2
+        with pytest.raises(DBAPIError):
+            async with replicated.session_scope(propagation="nested") as nested:
+                await nested.execute(text("SELECT 1/0"))
+        async with replicated.session_scope(propagation="nested") as nested:
+            assert (await nested.execute(text("SELECT 2"))).scalar_one() == 2
+        await session.commit()
+        assert (await session.execute(text("SELECT 3"))).scalar_one() == 3
+    snapshot = replicated.monitor.snapshot()
+    assert snapshot["savepoints"] == {"opened": 2, "released": 1, "rolled_back": 1}
+
+
+@postgres_only
+async def test_read_only_scopes_with_more_to_set_keep_a_transaction(
+    replicated: AsyncSessionManager,
+) -> None:
+    await add_user(replicated, "ada")
+    for options in (
+        {"isolation_level": "REPEATABLE READ"},
+        {"statement_timeout": 5},
+        {"settings": {"app.x": "1"}},
+        {"deadline": 5},
+    ):
+        async with replicated.session_scope(read_only=True, **options) as session:
+            assert await transactions_of(session) == 1, options
+            assert (await session.execute(IN_RECOVERY)).scalar_one() is True
+
+
+@postgres_only
+async def test_no_fast_path_state_goes_back_to_the_pool(
+    database: Database, replica: PostgresServer, fast_config: SessionConfig
+) -> None:
+    manager = AsyncSessionManager(
+        database.url, replicas=[database.url_of(replica)], config=fast_config, pool_size=1
+    )
+    try:
+        await add_user(manager, "ada")
+        for _ in range(2):  # the replica's one connection, in and out of the fast path
+            async with manager.session_scope(read_only=True) as session:
+                assert await transactions_of(session) == 2
+            async with manager.session_scope(
+                read_only=True, isolation_level="REPEATABLE READ"
+            ) as session:
+                assert await transactions_of(session) == 1
+                level = text("SELECT current_setting('transaction_isolation')")
+                assert (await session.execute(level)).scalar_one() == "repeatable read"
+        assert_nothing_checked_out(manager)
+    finally:
+        await manager.dispose()
+
+
+@pytest.mark.parametrize("backend", PGBOUNCER_BACKENDS, indirect=True)
+async def test_behind_pgbouncer_the_fast_path_serves_replicas_only(
+    database: Database, pg_bouncer: Any, replica: PostgresServer, fast_config: SessionConfig
+) -> None:
+    replica_url = database.url.replace(
+        "/%s" % database.pg_server.dbname, "/%s_replica" % database.pg_server.dbname
+    )
+    manager = AsyncSessionManager(
+        database.url, replicas=[replica_url], config=fast_config, **database.engine_options
+    )
+    primary_only = AsyncSessionManager(database.url, config=fast_config, **database.engine_options)
+    try:
+        await add_user(manager, "ada")
+        database.wait_replayed(replica)
+        async with manager.session_scope(read_only=True) as session:
+            assert (await session.execute(IN_RECOVERY)).scalar_one() is True
+            assert await transactions_of(session) == 2
+        await add_user(primary_only, "bob")
+        for _ in range(2):  # the first refusal turns the primary's fast path off
+            async with primary_only.session_scope(read_only=True) as session:
+                assert await transactions_of(session) == 1
+                with pytest.raises(DBAPIError, match="read-only transaction"):
+                    await session.execute(text("INSERT INTO users (name) VALUES ('x')"))
+        assert primary_only._read_bind is False
+        assert database.names() == ["ada", "bob"]
+    finally:
+        await manager.dispose()
+        await primary_only.dispose()

@@ -19,6 +19,9 @@ from sessionscope._async_compat import sync_engine_of
 from tests.models import User
 from tests.support import Database, enable_sqlite_foreign_keys
 
+# Also behind PgBouncer in transaction mode (tests/support.py configures the drivers).
+THROUGH_PGBOUNCER = True
+
 
 class Boom(Exception):
     pass

@@ -29,6 +29,9 @@ from tests.models import User
 from tests.support import Database
 
 # A statement that runs for seconds on each backend: long enough for any timeout here.
+# Also behind PgBouncer in transaction mode: settings are set_config(..., true) only.
+THROUGH_PGBOUNCER = True
+
 SLOW = {
     "postgresql": "SELECT pg_sleep(5)",
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
@@ -133,7 +136,11 @@ async def test_what_sqlite_has_not_is_refused_there(
     with pytest.raises(ConfigurationError, match=r"idle_in_transaction_timeout=5.0"):
         manager.with_session(idle_in_transaction_timeout=5)(work)
     with pytest.raises(ConfigurationError, match=r"idle_in_transaction_timeout"):
-        AsyncSessionManager(database.url, config=SessionConfig(idle_in_transaction_timeout=5))
+        AsyncSessionManager(
+            database.url,
+            config=SessionConfig(idle_in_transaction_timeout=5),
+            **database.engine_options,
+        )
 
 
 async def test_a_joined_scope_cannot_change_what_its_transaction_started_with(
@@ -205,7 +212,9 @@ async def test_settings_start_every_transaction_of_the_scope(
 async def test_no_setting_reaches_the_next_user_of_the_connection(
     database: Database, config: SessionConfig
 ) -> None:
-    manager = AsyncSessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+    manager = AsyncSessionManager(
+        database.url, config=config, pool_size=1, max_overflow=0, **database.engine_options
+    )
     if not has_settings(manager, database):
         return await manager.dispose()
     try:
@@ -292,7 +301,9 @@ async def test_retry_on_can_opt_in_to_a_timeout(manager: AsyncSessionManager) ->
 async def test_the_next_user_gets_no_statement_timeout(
     database: Database, config: SessionConfig
 ) -> None:
-    manager = AsyncSessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+    manager = AsyncSessionManager(
+        database.url, config=config, pool_size=1, max_overflow=0, **database.engine_options
+    )
     try:
         with pytest.raises(DBAPIError):
             async with manager.session_scope(statement_timeout=0.1) as session:
@@ -409,7 +420,9 @@ async def test_a_deadline_too_short_for_the_backoff_fails_before_sleeping(
     database: Database,
 ) -> None:
     manager = AsyncSessionManager(
-        database.url, config=SessionConfig(retry_delay=5, retry_jitter=False)
+        database.url,
+        config=SessionConfig(retry_delay=5, retry_jitter=False),
+        **database.engine_options,
     )
     try:
 
@@ -446,7 +459,9 @@ async def test_a_deadline_error_is_never_retried(manager: AsyncSessionManager) -
 async def test_a_deadline_alone_leaves_nothing_on_the_connection(
     database: Database, config: SessionConfig
 ) -> None:
-    manager = AsyncSessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+    manager = AsyncSessionManager(
+        database.url, config=config, pool_size=1, max_overflow=0, **database.engine_options
+    )
 
     @manager.with_session(deadline=0.2)
     async def quick(session: AsyncSession) -> None:

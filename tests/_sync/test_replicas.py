@@ -21,6 +21,7 @@ from sessionscope import ConfigurationError, SessionConfig
 from sessionscope._sync import SessionManager
 from sessionscope._sync_compat import IS_ASYNC, sync_engine_of
 from sessionscope._transient import sqlstate_of
+from tests._sync.conftest import PGBOUNCER_BACKENDS
 from tests._sync_compat import sleep
 from tests.models import User
 from tests.pg_server import PostgresServer, _free_port
@@ -373,3 +374,148 @@ def test_without_a_token_yet_a_scope_runs_as_without_one(
 ) -> None:
     with manager.session_scope(read_only=True, after=None) as session:
         assert (session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+# -- the read-only fast path -------------------------------------------------------------
+
+# Two statements a moment apart: in one transaction now() is the same for both; in
+# the fast path each statement is a transaction of its own.
+NOW = text("SELECT now()")
+
+
+def transactions_of(session: Any) -> int:
+    first = (session.execute(NOW)).scalar_one()
+    sleep(0.01)
+    second = (session.execute(NOW)).scalar_one()
+    return 1 if first == second else 2
+
+
+@postgres_only
+def test_read_only_scopes_take_the_fast_path_on_replica_and_primary(
+    replicated: SessionManager, database: Database, replica: PostgresServer
+) -> None:
+    add_user(replicated, "ada")  # and the server's default level is learned
+    database.wait_replayed(replica)
+    with replicated.session_scope(read_only=True) as session:
+        assert where_and_count(session) == (True, 1)
+        assert transactions_of(session) == 2
+    on_primary = SessionManager(database.url, config=replicated.config)
+    try:
+        add_user(on_primary, "bob")
+        with on_primary.session_scope(read_only=True) as session:
+            assert where_and_count(session) == (False, 2)
+            assert transactions_of(session) == 2
+            assert (
+                session.execute(text("SELECT current_setting('transaction_read_only')"))
+            ).scalar_one() == "on"
+        assert on_primary._read_engine is not None
+        assert sync_engine_of(on_primary._read_engine).pool.checkedout() == 0
+    finally:
+        on_primary.dispose()
+
+
+@postgres_only
+def test_the_fast_path_still_refuses_writes(replicated: SessionManager, database: Database) -> None:
+    on_primary = SessionManager(database.url, config=replicated.config)
+    try:
+        add_user(on_primary, "ada")
+        for manager in (replicated, on_primary):
+            with pytest.raises(DBAPIError) as raised:
+                with manager.session_scope(read_only=True) as session:
+                    assert transactions_of(session) == 2
+                    session.add(User(name="nope"))
+                    session.flush()
+            assert sqlstate_of(raised.value) == "25006"
+        assert database.names() == ["ada"]
+        # The primary's write scopes are not read-only for all that.
+        add_user(on_primary, "bob")
+        assert database.names() == ["ada", "bob"]
+    finally:
+        on_primary.dispose()
+
+
+@postgres_only
+def test_nested_scopes_and_the_bodys_commit_in_the_fast_path(
+    replicated: SessionManager,
+) -> None:
+    add_user(replicated, "ada")
+    with replicated.session_scope(read_only=True) as session:
+        assert transactions_of(session) == 2
+        with pytest.raises(DBAPIError):
+            with replicated.session_scope(propagation="nested") as nested:
+                nested.execute(text("SELECT 1/0"))
+        with replicated.session_scope(propagation="nested") as nested:
+            assert (nested.execute(text("SELECT 2"))).scalar_one() == 2
+        session.commit()
+        assert (session.execute(text("SELECT 3"))).scalar_one() == 3
+    snapshot = replicated.monitor.snapshot()
+    assert snapshot["savepoints"] == {"opened": 2, "released": 1, "rolled_back": 1}
+
+
+@postgres_only
+def test_read_only_scopes_with_more_to_set_keep_a_transaction(
+    replicated: SessionManager,
+) -> None:
+    add_user(replicated, "ada")
+    for options in (
+        {"isolation_level": "REPEATABLE READ"},
+        {"statement_timeout": 5},
+        {"settings": {"app.x": "1"}},
+        {"deadline": 5},
+    ):
+        with replicated.session_scope(read_only=True, **options) as session:
+            assert transactions_of(session) == 1, options
+            assert (session.execute(IN_RECOVERY)).scalar_one() is True
+
+
+@postgres_only
+def test_no_fast_path_state_goes_back_to_the_pool(
+    database: Database, replica: PostgresServer, fast_config: SessionConfig
+) -> None:
+    manager = SessionManager(
+        database.url, replicas=[database.url_of(replica)], config=fast_config, pool_size=1
+    )
+    try:
+        add_user(manager, "ada")
+        for _ in range(2):  # the replica's one connection, in and out of the fast path
+            with manager.session_scope(read_only=True) as session:
+                assert transactions_of(session) == 2
+            with manager.session_scope(
+                read_only=True, isolation_level="REPEATABLE READ"
+            ) as session:
+                assert transactions_of(session) == 1
+                level = text("SELECT current_setting('transaction_isolation')")
+                assert (session.execute(level)).scalar_one() == "repeatable read"
+        assert_nothing_checked_out(manager)
+    finally:
+        manager.dispose()
+
+
+@pytest.mark.parametrize("backend", PGBOUNCER_BACKENDS, indirect=True)
+def test_behind_pgbouncer_the_fast_path_serves_replicas_only(
+    database: Database, pg_bouncer: Any, replica: PostgresServer, fast_config: SessionConfig
+) -> None:
+    replica_url = database.url.replace(
+        "/%s" % database.pg_server.dbname, "/%s_replica" % database.pg_server.dbname
+    )
+    manager = SessionManager(
+        database.url, replicas=[replica_url], config=fast_config, **database.engine_options
+    )
+    primary_only = SessionManager(database.url, config=fast_config, **database.engine_options)
+    try:
+        add_user(manager, "ada")
+        database.wait_replayed(replica)
+        with manager.session_scope(read_only=True) as session:
+            assert (session.execute(IN_RECOVERY)).scalar_one() is True
+            assert transactions_of(session) == 2
+        add_user(primary_only, "bob")
+        for _ in range(2):  # the first refusal turns the primary's fast path off
+            with primary_only.session_scope(read_only=True) as session:
+                assert transactions_of(session) == 1
+                with pytest.raises(DBAPIError, match="read-only transaction"):
+                    session.execute(text("INSERT INTO users (name) VALUES ('x')"))
+        assert primary_only._read_bind is False
+        assert database.names() == ["ada", "bob"]
+    finally:
+        manager.dispose()
+        primary_only.dispose()

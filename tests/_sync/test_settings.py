@@ -32,6 +32,9 @@ from tests.models import User
 from tests.support import Database
 
 # A statement that runs for seconds on each backend: long enough for any timeout here.
+# Also behind PgBouncer in transaction mode: settings are set_config(..., true) only.
+THROUGH_PGBOUNCER = True
+
 SLOW = {
     "postgresql": "SELECT pg_sleep(5)",
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
@@ -134,7 +137,11 @@ def test_what_sqlite_has_not_is_refused_there(manager: SessionManager, database:
     with pytest.raises(ConfigurationError, match=r"idle_in_transaction_timeout=5.0"):
         manager.with_session(idle_in_transaction_timeout=5)(work)
     with pytest.raises(ConfigurationError, match=r"idle_in_transaction_timeout"):
-        SessionManager(database.url, config=SessionConfig(idle_in_transaction_timeout=5))
+        SessionManager(
+            database.url,
+            config=SessionConfig(idle_in_transaction_timeout=5),
+            **database.engine_options,
+        )
 
 
 def test_a_joined_scope_cannot_change_what_its_transaction_started_with(
@@ -206,7 +213,9 @@ def test_settings_start_every_transaction_of_the_scope(
 def test_no_setting_reaches_the_next_user_of_the_connection(
     database: Database, config: SessionConfig
 ) -> None:
-    manager = SessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+    manager = SessionManager(
+        database.url, config=config, pool_size=1, max_overflow=0, **database.engine_options
+    )
     if not has_settings(manager, database):
         return manager.dispose()
     try:
@@ -291,7 +300,9 @@ def test_retry_on_can_opt_in_to_a_timeout(manager: SessionManager) -> None:
 
 
 def test_the_next_user_gets_no_statement_timeout(database: Database, config: SessionConfig) -> None:
-    manager = SessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+    manager = SessionManager(
+        database.url, config=config, pool_size=1, max_overflow=0, **database.engine_options
+    )
     try:
         with pytest.raises(DBAPIError):
             with manager.session_scope(statement_timeout=0.1) as session:
@@ -407,7 +418,11 @@ def test_no_retry_starts_or_backs_off_past_the_deadline(
 def test_a_deadline_too_short_for_the_backoff_fails_before_sleeping(
     database: Database,
 ) -> None:
-    manager = SessionManager(database.url, config=SessionConfig(retry_delay=5, retry_jitter=False))
+    manager = SessionManager(
+        database.url,
+        config=SessionConfig(retry_delay=5, retry_jitter=False),
+        **database.engine_options,
+    )
     try:
 
         @manager.with_session(deadline=1, retry_on=lambda e: True)
@@ -443,7 +458,9 @@ def test_a_deadline_error_is_never_retried(manager: SessionManager) -> None:
 def test_a_deadline_alone_leaves_nothing_on_the_connection(
     database: Database, config: SessionConfig
 ) -> None:
-    manager = SessionManager(database.url, config=config, pool_size=1, max_overflow=0)
+    manager = SessionManager(
+        database.url, config=config, pool_size=1, max_overflow=0, **database.engine_options
+    )
 
     @manager.with_session(deadline=0.2)
     def quick(session: Session) -> None:

@@ -1,5 +1,5 @@
 """Async-only behaviour (task cancellation, timeouts) reuses the async flavour's fixtures."""
 
-from tests._async.conftest import backend, config, database, manager
+from tests._async.conftest import backend, config, database, manager, pytest_generate_tests
 
-__all__ = ["backend", "config", "database", "manager"]
+__all__ = ["backend", "config", "database", "manager", "pytest_generate_tests"]

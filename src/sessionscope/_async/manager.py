@@ -130,6 +130,8 @@ class AsyncSessionManager(ManagerBase):
         """Dispose the engines this manager created; borrowed ones are left alone."""
         if self._owns_engine:
             await self.engine.dispose()
+        if self._read_engine:
+            await self._read_engine.dispose()
         for replica in self._replicas.replicas if self._replicas is not None else ():
             if replica.owned:
                 await replica.engine.dispose()

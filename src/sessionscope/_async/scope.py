@@ -30,6 +30,7 @@ from .._async_compat import (
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
 from .._isolation import raise_sqlite_busy, server_raise
 from .._options import check_joinable
+from .._pooler import refused_startup_parameter
 from .._replicas import Replica
 from .._scope_base import Kind, ScopeBase
 from .._settings import deadline_exceeded
@@ -213,6 +214,9 @@ class AsyncSessionScope(ScopeBase):
                 await self._connect(session, take_turn)
                 return session
             except Exception as error:
+                if self.level.fast and refused_startup_parameter(error):
+                    manager._no_fast_primary(error)
+                    continue
                 reason = transient_reason(error, connecting=True)
                 if reason != "connection" or attempt >= self._options.connect_retries:
                     raise
@@ -271,8 +275,13 @@ class AsyncSessionScope(ScopeBase):
         options = self._options
         session: AsyncScopedSession
         isolation = manager._isolation
+        fast = False
         if replica is not None:
-            session = manager.sessionmaker(bind=replica.bind_for(options.isolation_level))
+            bind, fast = replica.bind_for(options.isolation_level, options.fast_read)
+            session = manager.sessionmaker(bind=bind)
+        elif options.fast_read and isolation is None and manager._fast_primary() is not None:
+            session = manager.sessionmaker(bind=manager._read_bind)
+            fast = True
         elif isolation is not None:
             if options.isolation_level is not None:
                 raise ConfigurationError(
@@ -294,6 +303,7 @@ class AsyncSessionScope(ScopeBase):
             transaction_id=transaction_id,
             setup=options.setup,
             deadline_at=self._deadline_at,
+            fast=fast,
         )
         # Before the connection: its transaction begins with this scope's options.
         session._sessionscope_scope = self
@@ -333,7 +343,8 @@ class AsyncSessionScope(ScopeBase):
         level = parent.level
         if options.propagation == "nested":
             self._kind = Kind.SAVEPOINT
-            self._savepoint = await session.begin_nested()
+            if not level.fast:  # the fast path has no transaction to savepoint
+                self._savepoint = await session.begin_nested()
             level = Level(
                 level,
                 is_async=IS_ASYNC,
@@ -342,6 +353,7 @@ class AsyncSessionScope(ScopeBase):
                 transaction_id=level.transaction_id,
                 setup=level.setup,
                 deadline_at=level.deadline_at,
+                fast=level.fast,
             )
             if self.manager._monitoring:
                 self.manager.monitor.savepoint("opened", level.transaction_id)
@@ -525,14 +537,15 @@ class AsyncSessionScope(ScopeBase):
     async def _exit_savepoint(self, exc: BaseException | None) -> bool:
         savepoint = self._savepoint
         level = self.level
-        assert savepoint is not None and level.parent is not None
+        assert level.parent is not None
         manager = self.manager
         if exc is None and not level.rollback_only:
-            try:
-                await savepoint.commit()
-            except BaseException as release_error:
-                await self._rollback_savepoint(savepoint, level, release_error)
-                raise
+            if savepoint is not None:
+                try:
+                    await savepoint.commit()
+                except BaseException as release_error:
+                    await self._rollback_savepoint(savepoint, level, release_error)
+                    raise
             level.hand_up()
             if manager._monitoring:
                 manager.monitor.savepoint("released", level.transaction_id)
@@ -547,12 +560,13 @@ class AsyncSessionScope(ScopeBase):
         return isinstance(exc, Rollback)
 
     async def _rollback_savepoint(
-        self, savepoint: AsyncSessionTransaction, level: Level, cause: BaseException | None
+        self, savepoint: AsyncSessionTransaction | None, level: Level, cause: BaseException | None
     ) -> None:
         manager = self.manager
         transaction_id = level.transaction_id
         try:
-            await run_shielded(savepoint.rollback)
+            if savepoint is not None:  # None: the fast path's, with nothing to undo
+                await run_shielded(savepoint.rollback)
         except BaseException as rollback_error:
             # The savepoint's work may still be in the transaction: it must not commit.
             assert level.parent is not None

@@ -133,6 +133,8 @@ class SessionManager(ManagerBase):
         """Dispose the engines this manager created; borrowed ones are left alone."""
         if self._owns_engine:
             self.engine.dispose()
+        if self._read_engine:
+            self._read_engine.dispose()
         for replica in self._replicas.replicas if self._replicas is not None else ():
             if replica.owned:
                 replica.engine.dispose()

@@ -45,6 +45,8 @@ OUTCOME = "sessionscope.outcome"
 CAUSE = "sessionscope.rollback.cause"
 SAVEPOINT_EVENT = "sessionscope.savepoint.event"
 REASON = "sessionscope.retry.reason"
+ENGINE = "sessionscope.engine"  # an engine's URL, without password
+ROLE = "sessionscope.engine.role"  # primary or replica
 
 # Advised histogram bounds in seconds (the SDK's default ones suit milliseconds).
 
@@ -133,6 +135,14 @@ class _Observer:
         gauge("db.client.connection.idle.max", [self._idle_max], "{connection}", "Pool size.")
         gauge("db.client.connection.max", [self._max], "{connection}", "Most open at once.")
         gauge("sessionscope.sessions.active", [self._active], "{session}", "Sessions open.")
+        # Per engine of the managers with replicas (monitor.snapshot()["engines"]).
+        counter = meter.create_observable_counter
+        counter("sessionscope.engine.scopes", [self._routed], "{scope}", "Scopes per engine.")
+        counter("sessionscope.replica.fallbacks", [self._fallbacks], "{scope}", "To the primary.")
+        counter("sessionscope.replica.refused", [self._refused], "{connection}", "Refused or lost.")
+        meter.create_observable_gauge(
+            "sessionscope.replica.lag", [self._lag], "s", "Replay lag, when last measured."
+        )
 
     def _monitored(self) -> Iterator[Monitored]:
         for instrumentation in self.live:
@@ -165,6 +175,33 @@ class _Observer:
             if manager.monitor.enabled:  # a disabled monitor would say 0 whatever is open
                 active = manager.monitor.snapshot()["sessions"]["active"]
                 yield Observation(active, {MANAGER: manager.monitor.name})
+
+    def _engines(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for manager in self._monitored():
+            if manager.monitor.engines is not None:
+                for engine in manager.monitor.snapshot()["engines"]:
+                    yield manager.monitor.name, engine
+
+    def _routed(self, options: CallbackOptions) -> Iterable[Observation]:
+        for name, engine in self._engines():
+            if engine["routed"] is not None:
+                attributes = {MANAGER: name, ENGINE: engine["name"], ROLE: engine["role"]}
+                yield Observation(engine["routed"], attributes)
+
+    def _fallbacks(self, options: CallbackOptions) -> Iterable[Observation]:
+        for name, engine in self._engines():
+            if engine["role"] == "primary":
+                yield Observation(engine["fallbacks"], {MANAGER: name})
+
+    def _refused(self, options: CallbackOptions) -> Iterable[Observation]:
+        for name, engine in self._engines():
+            if engine["role"] == "replica":
+                yield Observation(engine["refused"], {MANAGER: name, ENGINE: engine["name"]})
+
+    def _lag(self, options: CallbackOptions) -> Iterable[Observation]:
+        for name, engine in self._engines():
+            if engine["role"] == "replica" and engine["lag"] is not None:
+                yield Observation(engine["lag"], {MANAGER: name, ENGINE: engine["name"]})
 
 
 _lock = threading.Lock()

@@ -14,7 +14,7 @@ counters would all read 0, which would look like an idle database.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from . import BUCKETS, Monitored, check_managers
@@ -163,6 +163,7 @@ def _families(managers: tuple[Monitored, ...]) -> Iterator[Metric]:
     for monitor, s in monitored:
         active.add_metric([monitor.name], s["sessions"]["active"])
     yield active
+    yield from _engine_families(snapshots)
     # Pool figures are read live from the pool, monitoring or not.
     for name, help_text, key in _POOL:
         gauge = GaugeMetricFamily(name, help_text, labels=["manager"])
@@ -170,6 +171,46 @@ def _families(managers: tuple[Monitored, ...]) -> Iterator[Metric]:
             if s["pool"][key] is not None:  # e.g. a NullPool has no size
                 gauge.add_metric([monitor.name], s["pool"][key])
         yield gauge
+
+
+def _engine_families(snapshots: Sequence[tuple[Any, Snapshot]]) -> Iterator[Metric]:
+    """Per engine of the managers with replicas: scopes routed, fallbacks, refusals, lag."""
+    labels = ["manager", "engine", "role"]
+    routed = CounterMetricFamily(
+        "sessionscope_engine_scopes", "Scopes that ran on each engine.", labels=labels
+    )
+    fallbacks = CounterMetricFamily(
+        "sessionscope_replica_fallbacks",
+        "Read-only scopes the primary took: no replica was fit.",
+        labels=["manager"],
+    )
+    refused = CounterMetricFamily(
+        "sessionscope_replica_refused",
+        "Connections a replica refused or lost.",
+        labels=["manager", "engine"],
+    )
+    lag = GaugeMetricFamily(
+        "sessionscope_replica_lag_seconds",
+        "Replay lag of each replica, when last measured.",
+        labels=["manager", "engine"],
+    )
+    healthy = GaugeMetricFamily(
+        "sessionscope_replica_healthy",
+        "1 if the replica may take read-only scopes now, else 0.",
+        labels=["manager", "engine"],
+    )
+    for monitor, s in snapshots:
+        for engine in s["engines"]:
+            if engine["routed"] is not None:
+                routed.add_metric([monitor.name, engine["name"], engine["role"]], engine["routed"])
+            if engine["role"] == "primary":
+                fallbacks.add_metric([monitor.name], engine["fallbacks"])
+                continue
+            refused.add_metric([monitor.name, engine["name"]], engine["refused"])
+            if engine["lag"] is not None:
+                lag.add_metric([monitor.name, engine["name"]], engine["lag"])
+            healthy.add_metric([monitor.name, engine["name"]], int(engine["healthy"]))
+    yield from (routed, fallbacks, refused, lag, healthy)
 
 
 def register(*managers: Monitored, registry: CollectorRegistry = REGISTRY) -> SessionScopeCollector:
