@@ -35,7 +35,7 @@ from ._options import (
     resolve_scope_options,
 )
 from ._ownership import OWNERSHIP_LISTENERS
-from ._replicas import Replica, ReplicaSet, read_committed
+from ._replicas import Replica, ReplicaSet, connection_level, read_committed
 from ._sqlite import restore_query_only
 from .config import SessionConfig
 from .errors import ConfigurationError
@@ -144,6 +144,7 @@ class ManagerBase:
             raise
         if self._replicas is not None:
             self.monitor.engines = self._engine_figures
+            self.monitor.reset_engines = self._replicas.reset_counts
         _fork.watch(self)
 
     @property
@@ -354,12 +355,19 @@ class ManagerBase:
             self._check_driver(bind)
             engine, owned = bind, False
         name = engine.url.render_as_string(hide_password=True)
+        problem = None
         if engine.dialect.name != "postgresql":
+            problem = f"replica {name} is {engine.dialect.name}; replicas are PostgreSQL servers"
+        elif connection_level(engine) == "SERIALIZABLE":
+            problem = (
+                f"replica {name} would run every transaction at SERIALIZABLE, which a hot "
+                "standby refuses: choose isolation_level per scope (read-only SERIALIZABLE "
+                "scopes run on the primary), or give the replicas as engines of their own"
+            )
+        if problem is not None:
             if owned:
                 self._flavour.sync_engine_of(engine).dispose()
-            raise ConfigurationError(
-                f"replica {name} is {engine.dialect.name}; replicas are PostgreSQL servers"
-            )
+            raise ConfigurationError(problem)
         return Replica(engine, name, owned)
 
     def _check_tokens(self, where: str) -> None:

@@ -57,7 +57,7 @@ class ScopeKwargs(TypedDict, total=False):
     idle_in_transaction_timeout: float | None
     sqlite_begin: SqliteBegin
     deadline: float | None
-    after: str | None
+    after: str | Callable[[], str | None] | None
 
 
 class SessionKwargs(ScopeKwargs, total=False):
@@ -96,8 +96,9 @@ class ScopeOptions:
     setup: Setup | None = None
     asked: frozenset[str] = frozenset()
     deadline: float | None = None
-    # A read-only scope's commit token (``after=``): the WAL position it must see.
-    after: int | None = None
+    # A read-only scope's commit token (``after=``): the WAL position it must see, or
+    # a function giving the token (or None) as each scope starts.
+    after: int | Callable[[], str | None] | None = None
     # Read-only at the default level with nothing to set up: may run without BEGIN
     # and COMMIT (the read-only fast path, _replicas.py).
     fast_read: bool = False
@@ -192,7 +193,9 @@ def resolve_scope_options(
     level = options.get("isolation_level")
     isolation_level = None if level is None else normalize_isolation_level(level)
     read_only = check_bool("read_only", options.get("read_only", False))
-    after = check_token(options.get("after"))
+    given = options.get("after")
+    # A function is called as each scope starts (a token kept per request, say).
+    after = given if callable(given) else check_token(given)
     if after is not None and not read_only:
         raise ConfigurationError(
             f"after={options['after']!r} is for read-only scopes (read_only=True), which may "

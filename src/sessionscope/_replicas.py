@@ -26,6 +26,7 @@ lock; nothing awaits.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import re
 import threading
@@ -36,22 +37,47 @@ from typing import Any
 from .config import SessionConfig
 from .errors import ConfigurationError
 
-__all__ = ["LAG_QUERY", "Replica", "ReplicaSet", "check_token", "lsn_of", "read_committed"]
+logger = logging.getLogger("sessionscope")
+
+__all__ = [
+    "LAG_QUERY",
+    "Replica",
+    "ReplicaSet",
+    "check_token",
+    "connection_level",
+    "lsn_of",
+    "read_committed",
+]
 
 _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 
-# What a replica has replayed, and how far behind it is: nothing when it has
-# replayed all it received (an idle primary sends nothing, and the time since
-# the last replayed commit would grow for no reason), else the age of the last
-# commit it replayed. A server not in recovery (a promoted replica) lags not.
+# What a replica has replayed, and how far behind it is:
+# - a server not in recovery is no replica of the primary (a promoted one, in a split
+#   brain or a failover): never fit, whatever it has;
+# - no WAL receiver streaming (the primary is gone, or the replica was cut off): it
+#   learns nothing new, however small its lag looks: never fit (a role that may not
+#   read pg_stat_wal_receiver's status sees NULL: taken as streaming);
+# - streaming, nothing received that is not replayed (an idle primary sends nothing,
+#   and the age of the last replayed commit would grow for no reason; after a restart
+#   the received position starts behind the replayed one): no lag;
+# - else the age of the last commit it replayed.
 LAG_QUERY = """\
 SELECT pg_is_in_recovery(),
-       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
-            ELSE pg_current_wal_insert_lsn() END::text,
+       COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_insert_lsn())::text,
        CASE WHEN NOT pg_is_in_recovery()
-                 OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
+                 OR NOT EXISTS (SELECT FROM pg_stat_wal_receiver
+                                WHERE status IS NULL OR status = 'streaming')
+                 THEN 'Infinity'::float8
+            WHEN pg_last_wal_receive_lsn() IS NULL
+                 OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0.0
             ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()),
                           'Infinity')::float8 END"""
+
+# WAL pages are 8 kB; each starts with a header of 24 bytes (40 on a segment's first
+# page). A position just past one is where the last record before it ended: the
+# insert position after a record that filled its page, or after pg_switch_wal().
+_PAGE = 8192
+_PAGE_HEADERS = (24, 40)
 
 
 def lsn_of(text: str) -> int:
@@ -63,14 +89,20 @@ def lsn_of(text: str) -> int:
 
 
 def check_token(value: object) -> int | None:
-    """``after=``'s value as a WAL position; None (no token yet) passes."""
+    """``after=``'s value as the WAL position a replica must have replayed; None (no
+    token yet) passes."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            return lsn_of(value.strip())
+            position = lsn_of(value.strip())
         except ValueError:
             pass
+        else:
+            # No record ends inside a page header: one ending just before it has been
+            # replayed when the replica reports the page's start.
+            header = position % _PAGE
+            return position - header if header in _PAGE_HEADERS else position
     raise ConfigurationError(
         f"after={value!r} is not a commit token: pass what manager.commit_token() "
         "returned (a WAL position such as '0/3001190'), or None"
@@ -106,10 +138,20 @@ class Replica:
         return bind, isolation_level == "AUTOCOMMIT"
 
 
+def connection_level(engine: Any) -> str | None:
+    """The level the engine sets on every connection (``create_engine(isolation_level=)``,
+    which SQLAlchemy keeps on its dialect), else the server's default, learned at the
+    engine's first connection; None before it."""
+    dialect = engine.dialect
+    return getattr(dialect, "_on_connect_isolation_level", None) or getattr(
+        dialect, "default_isolation_level", None
+    )
+
+
 def read_committed(engine: Any) -> bool:
-    """Whether the server's default level, learned at the engine's first connection, is
-    READ COMMITTED: a statement per transaction then sees what a transaction would."""
-    return getattr(engine.dialect, "default_isolation_level", None) == "READ COMMITTED"
+    """Whether the engine's transactions run at READ COMMITTED: a statement per
+    transaction then sees what a transaction would."""
+    return connection_level(engine) == "READ COMMITTED"
 
 
 class ReplicaSet:
@@ -160,10 +202,12 @@ class ReplicaSet:
     ) -> None:
         replica.checked_at = now
         replica.lag = float(lag)
-        # A promoted replica starts a new timeline: its positions go on from there.
-        replica.replayed = (
-            max(replica.replayed, lsn_of(replayed)) if in_recovery else lsn_of(replayed)
-        )
+        replica.replayed = lsn_of(replayed) if in_recovery else -1
+        if not in_recovery:
+            logger.warning(
+                "replica %s is not in recovery (promoted?): it takes no read-only scopes",
+                replica.name,
+            )
 
     def fit(self, replica: Replica) -> bool:
         return replica.lag is None or replica.lag <= self.max_lag
@@ -181,6 +225,13 @@ class ReplicaSet:
     def fell_back(self) -> None:
         with self._lock:
             self.fallbacks += 1
+
+    def reset_counts(self) -> None:
+        """Counters back to zero, with the monitor's (what is known of health stays)."""
+        with self._lock:
+            self.fallbacks = 0
+            for replica in self.replicas:
+                replica.routed = replica.refused = 0
 
     def figures(self, now: float) -> list[dict[str, Any]]:
         """Per replica, for the monitor's snapshot."""

@@ -79,8 +79,10 @@ class SessionMonitor:
         # Waits of sessions that got their connection; durations of committed ones.
         self._pending_waits: list[float] = []
         self._pending_commits: list[float] = []
-        # Per-engine figures of a manager with replicas (its _engine_figures), else None.
+        # Per-engine figures of a manager with replicas (its _engine_figures) and what
+        # sets their counters back to zero, else None.
         self.engines: Callable[[], list[dict[str, Any]]] | None = None
+        self.reset_engines: Callable[[], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -94,6 +96,8 @@ class SessionMonitor:
             self._errors: dict[str, int] = {}
             self._durations = Histogram()
             self._waits = Histogram()
+        if self.reset_engines is not None:
+            self.reset_engines()
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -322,7 +326,7 @@ class SessionMonitor:
         on_replicas = sum(f["routed"] for f in figures if f["role"] == "replica")
         for figure in figures:
             if figure["role"] == "primary":
-                figure["routed"] = opened - on_replicas if self.enabled else None
+                figure["routed"] = max(0, opened - on_replicas) if self.enabled else None
         return figures
 
     def histograms(self) -> dict[str, Histogram]:

@@ -4,6 +4,7 @@ tokens for reading one's own writes, and the primary when no replica fits."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -520,3 +521,138 @@ async def test_behind_pgbouncer_the_fast_path_serves_replicas_only(
     finally:
         await manager.dispose()
         await primary_only.dispose()
+
+
+# -- what a review found ---------------------------------------------------------------
+
+
+@postgres_only
+async def test_a_token_taken_after_a_wal_switch_is_met_by_the_replica(
+    replicated: AsyncSessionManager, database: Database, replica: PostgresServer
+) -> None:
+    await add_user(replicated, "ada")
+    with database.pg_server.connect() as connection:
+        connection.execute("SELECT pg_switch_wal()")  # the insert position: past a header
+    token = await replicated.commit_token()
+    manager = AsyncSessionManager(
+        database.url,
+        replicas=[database.url_of(replica)],
+        config=replicated.config.replace(replica_wait=5),
+    )
+    try:
+        started = time.monotonic()
+        async with manager.session_scope(read_only=True, after=token) as session:
+            assert await where_and_count(session) == (True, 1)
+        assert time.monotonic() - started < 2
+    finally:
+        await manager.dispose()
+
+
+@postgres_only
+async def test_a_token_wait_leaves_the_primary_time_within_the_deadline(
+    replicated: AsyncSessionManager, replica: PostgresServer
+) -> None:
+    with paused(replica):
+        await add_user(replicated, "ada")
+        token = await replicated.commit_token()
+        async with replicated.session_scope(read_only=True, after=token, deadline=0.4) as session:
+            assert await where_and_count(session) == (False, 1)
+
+
+@postgres_only
+async def test_after_may_be_a_function_called_as_each_scope_starts(
+    replicated: AsyncSessionManager, replica: PostgresServer
+) -> None:
+    tokens: list[str | None] = [None]
+
+    @replicated.with_session(read_only=True, after=lambda: tokens[-1])
+    async def read(session: Any) -> tuple[bool, int]:
+        return await where_and_count(session)
+
+    with paused(replica):
+        await add_user(replicated, "ada")
+        assert await read() == (True, 0)  # no token: the replica, as it is
+        tokens.append(await replicated.commit_token())
+        assert await read() == (False, 1)  # the token: where the write can be read
+
+
+@postgres_only
+async def test_read_only_serializable_scopes_run_on_the_primary(
+    replicated: AsyncSessionManager, database: Database, replica: PostgresServer
+) -> None:
+    async with replicated.session_scope(read_only=True, isolation_level="SERIALIZABLE") as session:
+        assert (await session.execute(IN_RECOVERY)).scalar_one() is False
+    with pytest.raises(ConfigurationError, match="a hot standby refuses"):
+        AsyncSessionManager(
+            database.url, replicas=[database.url_of(replica)], isolation_level="SERIALIZABLE"
+        )
+
+
+@postgres_only
+async def test_a_replica_that_never_answers_is_skipped_like_one_that_refuses(
+    database: Database, replica: PostgresServer, fast_config: SessionConfig
+) -> None:
+    # A listening socket nobody accepts from: the TCP handshake completes, nothing more.
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    timeout = {"asyncpg": {"timeout": 1}}.get(database.backend, {"connect_timeout": 1})
+    try:
+        manager = AsyncSessionManager(
+            database.url,
+            replicas=[
+                database.url_of(replica).replace(":%d/" % replica.port, ":%d/" % port),
+                database.url_of(replica),
+            ],
+            config=fast_config.replace(replica_cool_down=60),
+            connect_args=timeout,
+        )
+        try:
+            for _ in range(3):
+                async with manager.session_scope(read_only=True) as session:
+                    assert (await session.execute(IN_RECOVERY)).scalar_one() is True
+            figures = manager.monitor.snapshot()["engines"]
+            assert [e["refused"] for e in figures[1:]] == [1, 0]
+            assert_nothing_checked_out(manager)
+        finally:
+            await manager.dispose()
+    finally:
+        silent.close()
+
+
+@postgres_only
+async def test_a_read_only_body_whose_own_commit_loses_the_replica_runs_again(
+    database: Database, replica: PostgresServer, fast_config: SessionConfig
+) -> None:
+    url = database.url_of(replica)
+    manager = AsyncSessionManager(
+        database.url, replicas=[url, url], config=fast_config.replace(replica_cool_down=60)
+    )
+    attempts: list[int] = []
+
+    @manager.with_session(read_only=True, isolation_level="REPEATABLE READ")
+    async def read(session: Any) -> int:
+        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        attempts.append(pid)
+        if len(attempts) == 1:
+            with replica.connect() as killer:
+                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        await session.commit()
+        return len(attempts)
+
+    try:
+        assert await read() == 2
+        assert [e["refused"] for e in manager.monitor.snapshot()["engines"][1:]] == [1, 0]
+        assert_nothing_checked_out(manager)
+    finally:
+        await manager.dispose()
+
+
+@postgres_only
+async def test_resetting_the_monitor_resets_the_engines_counts(
+    replicated: AsyncSessionManager,
+) -> None:
+    for _ in range(3):
+        async with replicated.session_scope(read_only=True) as session:
+            await session.execute(IN_RECOVERY)
+    replicated.monitor.reset()
+    assert [e["routed"] for e in replicated.monitor.snapshot()["engines"]] == [0, 0]

@@ -7,6 +7,7 @@ and the errors of the failover are retried as lost connections."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -144,5 +145,69 @@ def test_a_write_in_a_read_only_scope_is_not_mistaken_for_a_failover(
             sneaky_write()
         assert sqlstate_of(raised.value) == "25006"
         assert manager.monitor.snapshot()["retries"]["total"] == 0
+    finally:
+        manager.dispose()
+
+
+# -- replicas whose state changes under the manager -------------------------------------
+
+IN_RECOVERY = text("SELECT pg_is_in_recovery()")
+
+
+def replicated_manager(cluster: Cluster, backend: str) -> SessionManager:
+    config = SessionConfig(replica_check_interval=0, log_level="ERROR")
+    return SessionManager(
+        cluster.primary.url(backend), replicas=[cluster.replica.url(backend)], config=config
+    )
+
+
+def read_where(manager: SessionManager) -> bool:
+    with manager.session_scope(read_only=True) as session:
+        return bool((session.execute(IN_RECOVERY)).scalar_one())
+
+
+def test_a_promoted_replica_takes_no_more_reads(cluster: Cluster, backend: str) -> None:
+    manager = replicated_manager(cluster, backend)
+    try:
+        assert read_where(manager) is True
+        cluster.replica.promote()  # the old primary still runs: two primaries
+        assert read_where(manager) is False
+        primary, replica = manager.monitor.snapshot()["engines"]
+        assert replica["healthy"] is False and primary["fallbacks"] == 1
+    finally:
+        manager.dispose()
+
+
+def test_a_replica_cut_off_from_its_primary_takes_no_reads(cluster: Cluster, backend: str) -> None:
+    manager = replicated_manager(cluster, backend)
+    try:
+        assert read_where(manager) is True
+        with cluster.replica.connect() as connection:
+            connection.execute("ALTER SYSTEM SET primary_conninfo = ''")
+            connection.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 30
+            while connection.execute("SELECT count(*) FROM pg_stat_wal_receiver").fetchone()[0]:
+                assert time.monotonic() < deadline, "the WAL receiver did not stop"
+                time.sleep(0.05)
+        assert read_where(manager) is False  # it would never learn of new commits
+    finally:
+        manager.dispose()
+
+
+def test_a_restarted_replica_of_an_idle_primary_takes_reads_again(
+    cluster: Cluster, backend: str
+) -> None:
+    manager = replicated_manager(cluster, backend)
+    try:
+        assert read_where(manager) is True
+        cluster.replica.restart()
+        with cluster.replica.connect() as connection:
+            deadline = time.monotonic() + 30
+            streaming = "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+            while not connection.execute(streaming).fetchone()[0]:
+                assert time.monotonic() < deadline, "the WAL receiver did not start"
+                time.sleep(0.05)
+        assert read_where(manager) is True
+        assert manager.monitor.snapshot()["engines"][1]["lag"] == 0
     finally:
         manager.dispose()

@@ -7,6 +7,7 @@ tokens for reading one's own writes, and the primary when no replica fits."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -519,3 +520,138 @@ def test_behind_pgbouncer_the_fast_path_serves_replicas_only(
     finally:
         manager.dispose()
         primary_only.dispose()
+
+
+# -- what a review found ---------------------------------------------------------------
+
+
+@postgres_only
+def test_a_token_taken_after_a_wal_switch_is_met_by_the_replica(
+    replicated: SessionManager, database: Database, replica: PostgresServer
+) -> None:
+    add_user(replicated, "ada")
+    with database.pg_server.connect() as connection:
+        connection.execute("SELECT pg_switch_wal()")  # the insert position: past a header
+    token = replicated.commit_token()
+    manager = SessionManager(
+        database.url,
+        replicas=[database.url_of(replica)],
+        config=replicated.config.replace(replica_wait=5),
+    )
+    try:
+        started = time.monotonic()
+        with manager.session_scope(read_only=True, after=token) as session:
+            assert where_and_count(session) == (True, 1)
+        assert time.monotonic() - started < 2
+    finally:
+        manager.dispose()
+
+
+@postgres_only
+def test_a_token_wait_leaves_the_primary_time_within_the_deadline(
+    replicated: SessionManager, replica: PostgresServer
+) -> None:
+    with paused(replica):
+        add_user(replicated, "ada")
+        token = replicated.commit_token()
+        with replicated.session_scope(read_only=True, after=token, deadline=0.4) as session:
+            assert where_and_count(session) == (False, 1)
+
+
+@postgres_only
+def test_after_may_be_a_function_called_as_each_scope_starts(
+    replicated: SessionManager, replica: PostgresServer
+) -> None:
+    tokens: list[str | None] = [None]
+
+    @replicated.with_session(read_only=True, after=lambda: tokens[-1])
+    def read(session: Any) -> tuple[bool, int]:
+        return where_and_count(session)
+
+    with paused(replica):
+        add_user(replicated, "ada")
+        assert read() == (True, 0)  # no token: the replica, as it is
+        tokens.append(replicated.commit_token())
+        assert read() == (False, 1)  # the token: where the write can be read
+
+
+@postgres_only
+def test_read_only_serializable_scopes_run_on_the_primary(
+    replicated: SessionManager, database: Database, replica: PostgresServer
+) -> None:
+    with replicated.session_scope(read_only=True, isolation_level="SERIALIZABLE") as session:
+        assert (session.execute(IN_RECOVERY)).scalar_one() is False
+    with pytest.raises(ConfigurationError, match="a hot standby refuses"):
+        SessionManager(
+            database.url, replicas=[database.url_of(replica)], isolation_level="SERIALIZABLE"
+        )
+
+
+@postgres_only
+def test_a_replica_that_never_answers_is_skipped_like_one_that_refuses(
+    database: Database, replica: PostgresServer, fast_config: SessionConfig
+) -> None:
+    # A listening socket nobody accepts from: the TCP handshake completes, nothing more.
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    timeout = {"asyncpg": {"timeout": 1}}.get(database.backend, {"connect_timeout": 1})
+    try:
+        manager = SessionManager(
+            database.url,
+            replicas=[
+                database.url_of(replica).replace(":%d/" % replica.port, ":%d/" % port),
+                database.url_of(replica),
+            ],
+            config=fast_config.replace(replica_cool_down=60),
+            connect_args=timeout,
+        )
+        try:
+            for _ in range(3):
+                with manager.session_scope(read_only=True) as session:
+                    assert (session.execute(IN_RECOVERY)).scalar_one() is True
+            figures = manager.monitor.snapshot()["engines"]
+            assert [e["refused"] for e in figures[1:]] == [1, 0]
+            assert_nothing_checked_out(manager)
+        finally:
+            manager.dispose()
+    finally:
+        silent.close()
+
+
+@postgres_only
+def test_a_read_only_body_whose_own_commit_loses_the_replica_runs_again(
+    database: Database, replica: PostgresServer, fast_config: SessionConfig
+) -> None:
+    url = database.url_of(replica)
+    manager = SessionManager(
+        database.url, replicas=[url, url], config=fast_config.replace(replica_cool_down=60)
+    )
+    attempts: list[int] = []
+
+    @manager.with_session(read_only=True, isolation_level="REPEATABLE READ")
+    def read(session: Any) -> int:
+        pid = (session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        attempts.append(pid)
+        if len(attempts) == 1:
+            with replica.connect() as killer:
+                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        session.commit()
+        return len(attempts)
+
+    try:
+        assert read() == 2
+        assert [e["refused"] for e in manager.monitor.snapshot()["engines"][1:]] == [1, 0]
+        assert_nothing_checked_out(manager)
+    finally:
+        manager.dispose()
+
+
+@postgres_only
+def test_resetting_the_monitor_resets_the_engines_counts(
+    replicated: SessionManager,
+) -> None:
+    for _ in range(3):
+        with replicated.session_scope(read_only=True) as session:
+            session.execute(IN_RECOVERY)
+    replicated.monitor.reset()
+    assert [e["routed"] for e in replicated.monitor.snapshot()["engines"]] == [0, 0]

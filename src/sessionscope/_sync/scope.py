@@ -19,7 +19,7 @@ from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
 from .._isolation import raise_sqlite_busy, server_raise
 from .._options import check_joinable
 from .._pooler import refused_startup_parameter
-from .._replicas import Replica
+from .._replicas import Replica, check_token
 from .._scope_base import Kind, ScopeBase
 from .._settings import deadline_exceeded
 from .._sync_compat import (
@@ -36,6 +36,7 @@ from .._sync_compat import (
     run_shielded,
     running_loop,
     sleep,
+    sync_engine_of,
 )
 from .._transient import commit_may_have_landed, is_connection_error, transient_reason
 from ..errors import (
@@ -206,7 +207,12 @@ class SessionScope(ScopeBase):
         refused connection is retried per the options (a body never can be: this
         happens before it runs)."""
         manager = self.manager
-        if manager._replicas is not None and self._options.read_only and manager._isolation is None:
+        if (
+            manager._replicas is not None
+            and self._options.read_only
+            and manager._isolation is None
+            and self._options.isolation_level != "SERIALIZABLE"  # a hot standby refuses it
+        ):
             on_replica = self._open_on_replica()
             if on_replica is not None:
                 return on_replica
@@ -234,20 +240,50 @@ class SessionScope(ScopeBase):
         replicas = self.manager._replicas
         assert replicas is not None
         token = self._options.after
+        if callable(token):
+            token = check_token(token())
         now = monotonic()
         wait_until = now + replicas.wait
         if self._deadline_at is not None:
-            wait_until = min(wait_until, self._deadline_at)
+            # Half of what is left at most: the primary must still have time for it.
+            wait_until = min(wait_until, now + (self._deadline_at - now) / 2)
         for replica in replicas.candidates(now):
+            session = self._try_replica(replica, token, wait_until)
+            if session is not None:
+                replicas.routed(replica)
+                self._replica = replica
+                return session
+        replicas.fell_back()
+        return None
+
+    def _try_replica(
+        self, replica: Replica, token: int | None, wait_until: float
+    ) -> ScopedSession | None:
+        """The scope's session on ``replica``, or None: it is not fit, or it is down
+        (then skipped for its cool-down)."""
+        replicas = self.manager._replicas
+        assert replicas is not None
+        # Idle pooled connections may have broken (the replica restarted): then a
+        # failure is theirs, and SQLAlchemy empties the pool; a new one decides.
+        pooled = getattr(sync_engine_of(replica.engine).pool, "checkedin", lambda: 0)()
+        for attempt in (1, 2):
             try:
-                if replicas.needs_check(replica, token, now) and not ask_replica(
-                    replicas, replica, token, wait_until
-                ):
-                    continue
+                if replicas.needs_check(replica, token, monotonic()):
+                    if not ask_replica(replicas, replica, token, wait_until):
+                        return None
+                elif not replicas.fit(replica):  # another scope has just learned so
+                    return None
                 session = self._new_session(replica)
                 self._connect(session, False)
+                return session
             except Exception as error:
-                if transient_reason(error, connecting=True) != "connection":
+                if attempt == 1 and pooled and getattr(error, "connection_invalidated", False):
+                    continue
+                # A replica that does not answer in time (asyncpg's connect timeout)
+                # is as down as one that refuses.
+                if transient_reason(error, connecting=True) != "connection" and not isinstance(
+                    error, TimeoutError
+                ):
                     raise
                 replicas.went_down(replica, monotonic())
                 self.manager._log(
@@ -257,11 +293,7 @@ class SessionScope(ScopeBase):
                     replicas.cool_down,
                     error,
                 )
-                continue
-            replicas.routed(replica)
-            self._replica = replica
-            return session
-        replicas.fell_back()
+                return None
         return None
 
     def _replica_lost(self, error: BaseException) -> None:
@@ -271,6 +303,7 @@ class SessionScope(ScopeBase):
             replicas = self.manager._replicas
             assert replicas is not None
             replicas.went_down(self._replica, monotonic())
+            self._replica = None  # once, though the error may pass here twice
 
     def _new_session(self, replica: Replica | None = None) -> ScopedSession:
         """A session of this scope, and the level of its transaction (not begun yet)."""
@@ -499,7 +532,9 @@ class SessionScope(ScopeBase):
         try:
             end()
         except BaseException as error:
-            if committed and commit_may_have_landed(error):
+            self._replica_lost(error)
+            # A read-only transaction wrote nothing: its outcome is never in doubt.
+            if committed and commit_may_have_landed(error) and not level.read_only:
                 self._committed_in_body = True  # maybe: a re-run could repeat it
                 level.take_callbacks(committed)  # nobody knows: neither kind runs
                 self._count_unknown(level, error)
@@ -511,7 +546,8 @@ class SessionScope(ScopeBase):
         finally:
             session._sessionscope_scope = self
         if committed:
-            self._committed_in_body = True
+            # Nothing a re-run could repeat, if it wrote nothing.
+            self._committed_in_body = not level.read_only
             self._run_on_commit(level.take_callbacks(committed))
         else:
             self._run_callbacks(level.take_callbacks(committed))
