@@ -56,6 +56,14 @@ class Cluster:
             connection.execute("ALTER SYSTEM SET default_transaction_read_only = on")
             connection.execute("SELECT pg_reload_conf()")
 
+    def wait_for_receivers(self, condition: str) -> None:
+        """Wait until ``condition`` (a query of the replica's WAL receivers) holds."""
+        deadline = time.monotonic() + 30
+        with self.replica.connect() as connection:
+            while not connection.execute(condition).fetchone()[0]:
+                assert time.monotonic() < deadline, "not so after 30 s: %s" % condition
+                time.sleep(0.05)
+
     def notes(self) -> list[str]:
         with self.replica.connect() as connection:
             return [row[0] for row in connection.execute("SELECT note FROM moves ORDER BY id")]
@@ -184,10 +192,7 @@ async def test_a_replica_cut_off_from_its_primary_takes_no_reads(
         with cluster.replica.connect() as connection:
             connection.execute("ALTER SYSTEM SET primary_conninfo = ''")
             connection.execute("SELECT pg_reload_conf()")
-            deadline = time.monotonic() + 30
-            while connection.execute("SELECT count(*) FROM pg_stat_wal_receiver").fetchone()[0]:
-                assert time.monotonic() < deadline, "the WAL receiver did not stop"
-                time.sleep(0.05)
+        cluster.wait_for_receivers("SELECT count(*) = 0 FROM pg_stat_wal_receiver")
         assert await read_where(manager) is False  # it would never learn of new commits
     finally:
         await manager.dispose()
@@ -200,12 +205,9 @@ async def test_a_restarted_replica_of_an_idle_primary_takes_reads_again(
     try:
         assert await read_where(manager) is True
         cluster.replica.restart()
-        with cluster.replica.connect() as connection:
-            deadline = time.monotonic() + 30
-            streaming = "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"
-            while not connection.execute(streaming).fetchone()[0]:
-                assert time.monotonic() < deadline, "the WAL receiver did not start"
-                time.sleep(0.05)
+        cluster.wait_for_receivers(
+            "SELECT count(*) = 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+        )
         assert await read_where(manager) is True
         assert manager.monitor.snapshot()["engines"][1]["lag"] == 0
     finally:
