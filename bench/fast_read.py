@@ -7,7 +7,8 @@ reads one row by primary key, per variant:
 - raw           SQLAlchemy ``with engine.begin() as conn:`` (BEGIN, SELECT, COMMIT);
 - transaction   ``session_scope(read_only=True, isolation_level="READ COMMITTED")``:
                 a real READ ONLY transaction, as without the fast path;
-- fast path     ``session_scope(read_only=True)``: the SELECT alone.
+- fast path     ``session_scope(read_only=True)`` with ``read_only_fast_path=True``:
+                the SELECT alone.
 
 Sync (psycopg) and async (asyncpg), interleaved rounds, µs per scope (median),
 as multiples of the fast path.
@@ -33,7 +34,7 @@ from .latency_proxy import LatencyProxy
 __all__ = ["FastRead", "run_fast_read"]
 
 READ = text("SELECT id, name FROM bench_fast_read WHERE id = :id")
-CONFIG = SessionConfig(enable_monitoring=True, log_level="WARNING")
+CONFIG = SessionConfig(enable_monitoring=True, log_level="WARNING", read_only_fast_path=True)
 
 
 @dataclasses.dataclass

@@ -41,8 +41,10 @@ def find_pgbouncer() -> str | None:
 class PgBouncer:
     """PgBouncer in transaction mode, pooling ``servers`` by name."""
 
-    def __init__(self, servers: dict[str, PostgresServer]) -> None:
+    def __init__(self, servers: dict[str, PostgresServer], ignored: tuple[str, ...] = ()) -> None:
         self.servers = servers
+        # Startup parameters it ignores (passes over) rather than refuses.
+        self.ignored = ("extra_float_digits", *ignored)
         self.host = "127.0.0.1"
         self.port = 0
         self.user = SERVER_OS_USER
@@ -97,7 +99,7 @@ class PgBouncer:
             "default_pool_size = 20\n"
             "max_client_conn = 500\n"
             # What SQLAlchemy's drivers send at startup; anything else is refused.
-            "ignore_startup_parameters = extra_float_digits\n"
+            f"ignore_startup_parameters = {','.join(self.ignored)}\n"
             f"logfile = {self.basedir / 'pgbouncer.log'}\n"
             "server_reset_query = DISCARD ALL\n"
         )

@@ -215,8 +215,14 @@ def resolve_scope_options(
         deadline=check_deadline(options.get("deadline")),
         after=after,
     )
-    if resolved.read_only and isolation_level is None and resolved.setup is None:
-        resolved = dataclasses.replace(resolved, fast_read=resolved.deadline is None)
+    if (
+        config.read_only_fast_path
+        and resolved.read_only
+        and isolation_level is None
+        and resolved.setup is None
+        and resolved.deadline is None
+    ):
+        resolved = dataclasses.replace(resolved, fast_read=True)
     return resolved
 
 

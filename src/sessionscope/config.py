@@ -88,9 +88,18 @@ class SessionConfig:
     replica_cool_down: float = 5.0
     replica_check_interval: float = 1.0
     replica_wait: float = 0.5
+    # Read-only scopes without BEGIN and COMMIT where that reads the same (README
+    # "The read-only fast path"): opt-in, for what it changes.
+    read_only_fast_path: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("auto_commit", "auto_rollback", "enable_monitoring", "retry_jitter"):
+        for name in (
+            "auto_commit",
+            "auto_rollback",
+            "enable_monitoring",
+            "retry_jitter",
+            "read_only_fast_path",
+        ):
             check_bool(name, getattr(self, name))
         check_retry_attempts("retry_attempts", self.retry_attempts)
         for name in (

@@ -90,15 +90,23 @@ def manager_of(cluster: Cluster, backend: str) -> AsyncSessionManager:
     return AsyncSessionManager(cluster.url(backend), config=config)
 
 
-async def test_writes_go_on_at_the_promoted_replica_after_the_primary_stops(
-    cluster: Cluster, backend: str
-) -> None:
-    manager = manager_of(cluster, backend)
+def mover(manager: AsyncSessionManager) -> Any:
+    """A decorated function that writes a note and says which server took it."""
 
     @manager.with_session
     async def move(session: Any, note: str) -> int:
         await session.execute(text("INSERT INTO moves (note) VALUES (:note)"), {"note": note})
         return int((await session.execute(PORT)).scalar_one())
+
+    return move
+
+
+async def test_writes_go_on_at_the_promoted_replica_after_the_primary_stops(
+    cluster: Cluster, backend: str
+) -> None:
+    manager = manager_of(cluster, backend)
+
+    move = mover(manager)
 
     try:
         assert await move("before") == cluster.primary.port  # and a pooled connection to it
@@ -119,10 +127,7 @@ async def test_a_fenced_primary_refusing_writes_is_a_lost_connection(
 ) -> None:
     manager = manager_of(cluster, backend)
 
-    @manager.with_session
-    async def move(session: Any, note: str) -> int:
-        await session.execute(text("INSERT INTO moves (note) VALUES (:note)"), {"note": note})
-        return int((await session.execute(PORT)).scalar_one())
+    move = mover(manager)
 
     try:
         assert await move("before") == cluster.primary.port
@@ -210,5 +215,56 @@ async def test_a_restarted_replica_of_an_idle_primary_takes_reads_again(
         )
         assert await read_where(manager) is True
         assert manager.monitor.snapshot()["engines"][1]["lag"] == 0
+    finally:
+        await manager.dispose()
+
+
+async def test_a_server_read_only_from_the_start_refuses_a_write_without_retries(
+    cluster: Cluster, backend: str
+) -> None:
+    with cluster.primary.connect() as connection:
+        connection.execute("CREATE ROLE reporter LOGIN SUPERUSER")
+        connection.execute("ALTER ROLE reporter SET default_transaction_read_only = on")
+    url = cluster.url(backend).replace("://%s@" % cluster.primary.user, "://reporter@")
+    manager = AsyncSessionManager(url.split("&target_session_attrs")[0], config=SessionConfig())
+
+    @manager.with_session
+    async def write(session: Any) -> None:
+        await session.execute(text("INSERT INTO moves (note) VALUES ('nope')"))
+
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            await write()
+        assert sqlstate_of(raised.value) == "25006"
+        assert manager.monitor.snapshot()["retries"]["total"] == 0
+    finally:
+        await manager.dispose()
+
+
+async def test_fast_path_reads_follow_a_failover(cluster: Cluster, backend: str) -> None:
+    config = SessionConfig(
+        retry_attempts=20, retry_delay=0.02, retry_max_delay=0.3, read_only_fast_path=True
+    )
+    manager = AsyncSessionManager(cluster.url(backend), config=config)
+
+    @manager.with_session
+    async def move(session: Any, note: str) -> None:
+        await session.execute(text("INSERT INTO moves (note) VALUES (:note)"), {"note": note})
+
+    @manager.with_session(read_only=True)
+    async def read(session: Any) -> tuple[int, list[str]]:
+        port = (await session.execute(PORT)).scalar_one()
+        notes = (await session.execute(text("SELECT note FROM moves ORDER BY id"))).scalars()
+        return int(port), list(notes)
+
+    try:
+        await move("before")
+        assert await read() == (cluster.primary.port, ["before"])
+        cluster.caught_up()
+        cluster.replica.promote()
+        cluster.fence_primary()
+        await move("after")
+        assert await read() == (cluster.replica.port, ["before", "after"])
+        assert manager._read_bind is False  # no second engine with a failover URL
     finally:
         await manager.dispose()

@@ -19,12 +19,14 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from sessionscope import ConfigurationError, SessionConfig
+from sessionscope._pooler import pgbouncer_connect_args
 from sessionscope._sync import SessionManager
 from sessionscope._sync_compat import IS_ASYNC, sync_engine_of
 from sessionscope._transient import sqlstate_of
 from tests._sync.conftest import PGBOUNCER_BACKENDS
 from tests._sync_compat import sleep
 from tests.models import User
+from tests.pg_bouncer import PgBouncer
 from tests.pg_server import PostgresServer, _free_port
 from tests.support import Database
 
@@ -41,8 +43,14 @@ def replica(pg_replica: PostgresServer) -> PostgresServer:
 
 @pytest.fixture
 def fast_config(config: SessionConfig) -> SessionConfig:
-    # Lag is learned by every scope, a refusing replica is tried again after 0.3 s.
-    return config.replace(replica_check_interval=0, replica_cool_down=0.3, max_replica_lag=1.0)
+    # Lag is learned by every scope, a refusing replica is tried again after 0.3 s;
+    # the read-only fast path is on.
+    return config.replace(
+        replica_check_interval=0,
+        replica_cool_down=0.3,
+        max_replica_lag=1.0,
+        read_only_fast_path=True,
+    )
 
 
 @pytest.fixture
@@ -75,6 +83,11 @@ def paused(replica: PostgresServer) -> Iterator[None]:
         yield
     finally:
         replica.resume_replay()
+
+
+def refusing_url(database: Database, replica: PostgresServer) -> str:
+    """The replica's URL on a port nothing listens on: every connection is refused."""
+    return database.url_of(replica).replace(":%d/" % replica.port, ":%d/" % _free_port())
 
 
 def add_user(manager: SessionManager, name: str) -> None:
@@ -162,8 +175,7 @@ def test_replicas_take_turns(
 def test_a_replica_refusing_connections_is_skipped_for_its_cool_down(
     database: Database, replica: PostgresServer, fast_config: SessionConfig
 ) -> None:
-    # Nothing listens on that port: every connection is refused.
-    refusing = database.url_of(replica).replace(":%d/" % replica.port, ":%d/" % _free_port())
+    refusing = refusing_url(database, replica)
     manager = SessionManager(
         database.url, replicas=[refusing, database.url_of(replica)], config=fast_config
     )
@@ -188,7 +200,7 @@ def test_a_replica_refusing_connections_is_skipped_for_its_cool_down(
 def test_with_no_replica_fit_the_primary_takes_the_scope(
     database: Database, replica: PostgresServer, fast_config: SessionConfig
 ) -> None:
-    refusing = database.url_of(replica).replace(":%d/" % replica.port, ":%d/" % _free_port())
+    refusing = refusing_url(database, replica)
     manager = SessionManager(database.url, replicas=[refusing], config=fast_config)
     try:
         with manager.session_scope(read_only=True) as session:
@@ -413,6 +425,57 @@ def test_read_only_scopes_take_the_fast_path_on_replica_and_primary(
         assert sync_engine_of(on_primary._read_engine).pool.checkedout() == 0
     finally:
         on_primary.dispose()
+
+
+@postgres_only
+def test_without_the_option_read_only_scopes_keep_their_transaction(
+    database: Database, replica: PostgresServer, config: SessionConfig
+) -> None:
+    manager = SessionManager(database.url, replicas=[database.url_of(replica)], config=config)
+    try:
+        add_user(manager, "ada")
+        database.wait_replayed(replica)
+        with manager.session_scope(read_only=True) as session:
+            assert where_and_count(session) == (True, 1)
+            assert transactions_of(session) == 1
+        on_primary = SessionManager(database.url, config=config)
+        try:
+            with on_primary.session_scope(read_only=True) as session:
+                assert transactions_of(session) == 1
+            assert on_primary._read_engine is None
+        finally:
+            on_primary.dispose()
+    finally:
+        manager.dispose()
+
+
+@postgres_only
+def test_behind_a_pooler_that_ignores_the_startup_parameter_writes_are_refused(
+    database: Database, fast_config: SessionConfig
+) -> None:
+    server = database.pg_server
+    ignoring = PgBouncer(
+        {server.dbname: server}, ignored=("options", "default_transaction_read_only")
+    )
+    ignoring.start()
+    driver = database.url.split("://", 1)[0].split("+")[1]
+    manager = SessionManager(
+        ignoring.url(server.dbname, driver),
+        config=fast_config,
+        connect_args=pgbouncer_connect_args(driver),
+    )
+    try:
+        add_user(manager, "ada")
+        for _ in range(2):  # the first unchecked connection turns the fast path off
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                with manager.session_scope(read_only=True) as session:
+                    assert transactions_of(session) == 1
+                    session.execute(text("INSERT INTO users (name) VALUES ('x')"))
+        assert manager._read_bind is False
+        assert database.names() == ["ada"]
+    finally:
+        manager.dispose()
+        ignoring.close()
 
 
 @postgres_only

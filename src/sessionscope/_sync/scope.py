@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 from sqlalchemy.exc import IllegalStateChangeError
 
+from .._fast_read import WritesNotRefused
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
 from .._isolation import raise_sqlite_busy, server_raise
 from .._options import check_joinable
@@ -223,7 +224,9 @@ class SessionScope(ScopeBase):
                 self._connect(session, take_turn)
                 return session
             except Exception as error:
-                if self.level.fast and refused_startup_parameter(error):
+                if self.level.fast and (
+                    refused_startup_parameter(error) or isinstance(error, WritesNotRefused)
+                ):
                     manager._no_fast_primary(error)
                     continue
                 reason = transient_reason(error, connecting=True)
@@ -315,8 +318,8 @@ class SessionScope(ScopeBase):
         if replica is not None:
             bind, fast = replica.bind_for(options.isolation_level, options.fast_read)
             session = manager.sessionmaker(bind=bind)
-        elif options.fast_read and isolation is None and manager._fast_primary() is not None:
-            session = manager.sessionmaker(bind=manager._read_bind)
+        elif options.fast_read and isolation is None and (bind := manager._fast_primary()):
+            session = manager.sessionmaker(bind=bind)
             fast = True
         elif isolation is not None:
             if options.isolation_level is not None:
