@@ -40,6 +40,9 @@ EVENT_KINDS = (
     "retry",  # attempt, reason, error
     "commit_outcome_unknown",  # error
     "slow_transaction",  # duration
+    # A decorated function's call, around its attempts (emitted only to listeners):
+    "call_started",  # function
+    "call_ended",  # function, error
 )
 
 # Pending samples folded into the histograms at once: bounds the lists' memory.
@@ -62,6 +65,12 @@ class MonitorEvent:
     attempt: int | None = None
     reason: str | None = None
     error: BaseException | None = None
+    # session_opened: what the transaction is (propagation: the owning scope's).
+    read_only: bool | None = None
+    isolation_level: str | None = None
+    propagation: str | None = None
+    # call_started, call_ended: the decorated function's qualified name.
+    function: str | None = None
 
 
 Listener = Callable[[MonitorEvent], object]
@@ -178,16 +187,42 @@ class SessionMonitor:
     # Each event site of a scope makes one call, and the monitor decides what it costs.
     # The two calls of a transaction's usual life take no lock: see the module's docstring.
 
-    def connected(self, wait: float, transaction_id: int) -> None:
+    def connected(
+        self,
+        wait: float,
+        transaction_id: int,
+        read_only: bool = False,
+        isolation_level: str | None = None,
+        propagation: str | None = None,
+    ) -> None:
         """``session_opened`` and ``connection_acquired`` at once, once a session has its
-        connection."""
+        connection (``session_opened`` carries the wait too: the transaction began
+        that long ago)."""
         pending = self._pending_waits
         pending.append(wait)
         if len(pending) >= _FOLD_AT:
             self._fold()
         if self._listeners:
-            self._emit("session_opened", transaction_id=transaction_id)
+            self._emit(
+                "session_opened",
+                transaction_id=transaction_id,
+                duration=wait,
+                read_only=read_only,
+                isolation_level=isolation_level,
+                propagation=propagation,
+            )
             self._emit("connection_acquired", transaction_id=transaction_id, duration=wait)
+
+    @property
+    def listened(self) -> bool:
+        """Whether any listener is there (a decorated call then reports its start and end)."""
+        return bool(self._listeners)
+
+    def call_started(self, function: str) -> None:
+        self._emit("call_started", function=function)
+
+    def call_ended(self, function: str, error: BaseException | None) -> None:
+        self._emit("call_ended", function=function, error=error)
 
     def closed(
         self,

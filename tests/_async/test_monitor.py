@@ -114,6 +114,7 @@ async def test_listeners_get_every_event(manager: AsyncSessionManager) -> None:
     await flaky()
     kinds = [event.kind for event in events]
     assert kinds == [
+        "call_started",
         "session_opened",
         "connection_acquired",
         "session_closed",
@@ -123,14 +124,23 @@ async def test_listeners_get_every_event(manager: AsyncSessionManager) -> None:
         "connection_acquired",
         "session_closed",
         "committed",
+        "call_ended",
     ]
     assert {event.manager for event in events} == {manager.name}
-    retry = events[4]
+    assert events[0].function == events[-1].function == flaky.__qualname__
+    assert events[-1].error is None
+    opened = events[1]
+    assert (opened.read_only, opened.isolation_level, opened.propagation) == (
+        False,
+        None,
+        "required",
+    )
+    retry = events[5]
     assert (retry.attempt, retry.reason, type(retry.error)) == (1, "retry_on", Flaky)
-    rolled_back = events[3]
+    rolled_back = events[4]
     assert (rolled_back.reason, type(rolled_back.error)) == ("exception", Flaky)
-    assert events[-1].duration is not None and events[-1].duration > 0
-    assert events[0].transaction_id != events[5].transaction_id
+    assert events[-2].duration is not None and events[-2].duration > 0
+    assert events[1].transaction_id != events[6].transaction_id
 
     manager.monitor.remove_listener(events.append)
     events.clear()

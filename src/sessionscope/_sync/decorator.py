@@ -119,6 +119,30 @@ def session_function(
                 # Not a session of this manager's active scopes (an old
                 # get_db() session, say): used as is.
                 return fn(*bound, passed, *args, **kwargs)
+        # Listeners (a tracer) hear of the call around its attempts.
+        listened = current._monitoring and current.monitor.listened
+        if listened:
+            current.monitor.call_started(name_of(fn))
+        ended: BaseException | None = None
+        try:
+            return attempts(current, scope_options, retry, parent, bound, args, kwargs)
+        except BaseException as error:
+            ended = error
+            raise
+        finally:
+            if listened:
+                current.monitor.call_ended(name_of(fn), ended)
+
+    def attempts(
+        current: Any,
+        scope_options: Any,
+        retry: Any,
+        parent: Any,
+        bound: tuple[Any, ...],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """The call's attempts: re-run while the error is worth it and budget is left."""
         attempt = 0
         # One budget for the call: every attempt and every backoff.
         deadline = scope_options.deadline

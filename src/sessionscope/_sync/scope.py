@@ -370,7 +370,14 @@ class SessionScope(ScopeBase):
             self._discard(session, error)
             raise
         if manager._monitoring:
-            manager.monitor.connected(perf_counter() - self._started, self.level.transaction_id)
+            level = self.level
+            manager.monitor.connected(
+                perf_counter() - self._started,
+                level.transaction_id,
+                level.read_only,
+                level.isolation_level,
+                self._options.propagation,
+            )
 
     def _join(self, parent: Frame) -> Session:
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""

@@ -25,8 +25,11 @@ from ..monitor import MonitorEvent
 from . import BUCKETS, Monitored, check_managers
 
 try:
-    from opentelemetry import metrics
+    from opentelemetry import metrics, trace
     from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
+    from opentelemetry.trace import Tracer, TracerProvider
+
+    from ._tracing import TransactionTracer
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         'sessionscope.exporters.otel needs opentelemetry-api: pip install "sessionscope[otel]"'
@@ -63,9 +66,21 @@ def _histogram(meter: Meter, name: str, description: str) -> Histogram:
 class Instrumentation:
     """The handle ``instrument()`` returns; ``uninstrument()`` stops the recording."""
 
-    def __init__(self, managers: tuple[Monitored, ...], meter: Meter, observer: _Observer):
+    def __init__(
+        self,
+        managers: tuple[Monitored, ...],
+        meter: Meter,
+        observer: _Observer,
+        tracer: Tracer | None = None,
+    ):
         self.managers = managers
         self._observer = observer
+        # A span maker per manager (exporters/_tracing.py), when tracing.
+        self._tracers = [
+            (manager, TransactionTracer(manager, tracer)) for manager in managers if tracer
+        ]
+        for manager, listener in self._tracers:
+            manager.monitor.add_listener(listener)
         self._wait = _histogram(
             meter, "db.client.connection.wait_time", "Time to obtain a connection from the pool."
         )
@@ -95,6 +110,8 @@ class Instrumentation:
             self._observer.live = tuple(i for i in self._observer.live if i is not self)
         for manager in self.managers:
             manager.monitor.remove_listener(self._record)
+        for manager, listener in self._tracers:
+            manager.monitor.remove_listener(listener)
 
     def _record(self, event: MonitorEvent) -> None:
         # Runs in every transaction's own thread or task: record and go.
@@ -209,22 +226,30 @@ _observers: weakref.WeakKeyDictionary[MeterProvider, _Observer] = weakref.WeakKe
 
 
 def instrument(
-    *managers: Monitored, meter_provider: MeterProvider | None = None
+    *managers: Monitored,
+    meter_provider: MeterProvider | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Instrumentation:
-    """Record the managers' metrics on the "sessionscope" Meter of ``meter_provider``.
+    """Record the managers' metrics on the "sessionscope" Meter of ``meter_provider``,
+    and their transactions as spans of the "sessionscope" Tracer of ``tracer_provider``
+    (see ``exporters/_tracing.py``).
 
     Without a provider, the global one is used: set it first, as its proxy hands the
     observable instruments to the real provider only once. A manager may be
     instrumented once per provider at a time (its events would be counted twice).
+    Spans and metrics come from the monitor's events: a manager with
+    ``enable_monitoring=False`` has neither.
     """
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     meter = provider.get_meter("sessionscope", __version__)
+    tracers = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    tracer = tracers.get_tracer("sessionscope", __version__)
     with _lock:
         observer = _observers.get(provider)
         if observer is None:
             observer = _observers[provider] = _Observer(meter)
         live = tuple(m for i in observer.live for m in i.managers)
         check_managers((*live, *managers))
-        instrumentation = Instrumentation(check_managers(managers), meter, observer)
+        instrumentation = Instrumentation(check_managers(managers), meter, observer, tracer)
         observer.live = (*observer.live, instrumentation)
     return instrumentation
