@@ -4,7 +4,8 @@ Timings on a shared machine wander by half; instruction counts do not.
 ``valgrind --tool=callgrind`` runs a child that opens N, then 4N, sync scopes
 around ``SELECT 1`` on in-memory SQLite (monitoring on), and the same with raw
 SQLAlchemy ``sessionmaker.begin()`` emitting the same BEGIN; the difference of
-the two per-scope counts is what sessionscope's own code executes. Hash seed
+the two per-scope counts is what sessionscope's own code executes; and once more
+with tracing on (``otel.instrument`` with the SDK's providers), when it is installed. Hash seed
 fixed, garbage collector off after a warm-up, so two runs agree to ~0.1%.
 Compare it between commits, not with the microsecond budget.
 """
@@ -39,6 +40,11 @@ if mode == "raw":
         with maker.begin() as session:
             session.execute(select_1)
 else:
+    if mode == "traced":  # spans made (the SDK's), exported nowhere
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+        from sessionscope.exporters import otel
+        otel.instrument(manager, meter_provider=MeterProvider(), tracer_provider=TracerProvider())
     def one():
         with manager.session_scope() as session:
             session.execute(select_1)
@@ -56,6 +62,8 @@ class InstructionsResult:
     scopes: int
     raw_per_scope: float
     scope_per_scope: float
+    # With otel.instrument(..., tracer_provider=) (None: no opentelemetry-sdk here).
+    traced_per_scope: float | None = None
 
     @property
     def own_per_scope(self) -> float:
@@ -67,6 +75,11 @@ class InstructionsResult:
             f"  session_scope    {self.scope_per_scope:12,.0f}\n"
             f"  own code         {self.own_per_scope:12,.0f} "
             f"({self.own_per_scope / self.raw_per_scope:.1%} of raw; {self.scopes:,} scopes)"
+        ) + (
+            ""
+            if self.traced_per_scope is None
+            else f"\n  own code, traced {self.traced_per_scope - self.raw_per_scope:12,.0f} "
+            "(otel.instrument with an SDK TracerProvider and MeterProvider)"
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -103,4 +116,10 @@ def run_instructions(scopes: int) -> InstructionsResult | None:
     def per_scope(mode: str) -> float:
         return (count(mode, 4 * scopes) - count(mode, scopes)) / (3 * scopes)
 
-    return InstructionsResult(scopes * 3, per_scope("raw"), per_scope("scope"))
+    try:
+        import opentelemetry.sdk  # noqa: F401 - the traced figure needs it
+    except ImportError:
+        traced = None
+    else:
+        traced = per_scope("traced")
+    return InstructionsResult(scopes * 3, per_scope("raw"), per_scope("scope"), traced)

@@ -72,8 +72,8 @@ def create_app(manager: AsyncSessionManager) -> FastAPI:
         row = Item(name=item.name)
         session.add(row)
         await session.flush()
-        # The token must cover this request's COMMIT, which comes after the endpoint
-        # returns (and before the response is sent): ask for it then.
+        # The token must cover this request's write: commit it here (the scope would
+        # commit only after the endpoint returns), then take the token.
         await session.commit()
         response.set_cookie(COOKIE, await manager.commit_token(), httponly=True)
         return {"id": row.id, "name": row.name}

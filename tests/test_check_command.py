@@ -26,7 +26,7 @@ IMPORT_ROOT = str(Path(sessionscope.__file__).parent.parent)
 PASSWORD = "s3cret-pw"
 KEYS = {
     "url", "flavour", "dialect", "driver", "server_version", "latency_ms", "savepoints",
-    "isolation_level", "pool", "pooler", "pooler_needs", "ok", "error",
+    "isolation_level", "pool", "server", "standby", "pooler", "pooler_needs", "ok", "error",
 }  # fmt: skip
 
 
@@ -51,7 +51,8 @@ def healthy_report(result: subprocess.CompletedProcess[str]) -> dict[str, object
     report = json.loads(result.stdout)
     assert set(report) == KEYS
     assert report["ok"] is True and report["error"] is None
-    assert report["savepoints"] is True
+    # Not checked on a standby (they need a write).
+    assert report["savepoints"] is (None if report["standby"] else True)
     assert set(report["latency_ms"]) == {"median", "min", "max"}
     assert 0 < report["latency_ms"]["min"] <= report["latency_ms"]["median"]
     assert report["latency_ms"]["median"] <= report["latency_ms"]["max"]
@@ -165,6 +166,24 @@ def test_pgbouncer_is_named_with_what_the_driver_needs(
     assert "pooler           PgBouncer: in transaction mode" in human.stdout
     # Straight to the server: no pooler.
     assert healthy_report(check("--json", pg_server.url(backend)))["pooler"] is None
+
+
+@pytest.mark.parametrize("backend", ["psycopg", "asyncpg"])
+def test_a_replica_is_named_a_standby_and_passes(
+    pg_server: PostgresServer, pg_replica: PostgresServer, backend: str
+) -> None:
+    report = healthy_report(check("--json", pg_replica.url(backend)))
+    assert report["standby"] is True and report["savepoints"] is None
+    assert report["server"] == f"127.0.0.1:{pg_replica.port}"
+    assert healthy_report(check("--json", pg_server.url(backend)))["standby"] is False
+    human = check(pg_replica.url(backend))
+    assert human.returncode == 0, human.stderr
+    assert "standby          yes: a replica, read-only" in human.stdout
+    # A multi-host URL: the server that answered is named.
+    hosts = f"host=127.0.0.1:{pg_replica.port}&host=127.0.0.1:{pg_server.port}"
+    multi = f"postgresql+{backend}://postgres@/{pg_server.dbname}?{hosts}"
+    answered = healthy_report(check("--json", multi + "&target_session_attrs=read-write"))
+    assert answered["server"] == f"127.0.0.1:{pg_server.port}"
 
 
 @pytest.mark.parametrize("backend", ["psycopg", "asyncpg"])

@@ -53,6 +53,8 @@ _TIMEOUT_ARGUMENT = {
     "pymysql": "connect_timeout",
 }
 _VERSION_SQL = {"postgresql": "SHOW server_version", "sqlite": "SELECT sqlite_version()"}
+# Which server answered (a multi-host URL picks one), and whether it is a standby.
+_SERVER_SQL = "SELECT pg_is_in_recovery(), host(inet_server_addr()), inet_server_port()"
 _PINGS = 5
 
 Report = dict[str, Any]
@@ -89,6 +91,8 @@ def run_check(url: str | None, *, as_json: bool = False, connect_timeout: int = 
         "savepoints": None,  # stays null if the check could not run
         "isolation_level": None,
         "pool": None,
+        "server": None,  # PostgreSQL: the address and port that answered
+        "standby": None,  # PostgreSQL: a replica in recovery (read-only)
         "pooler": None,  # "PgBouncer" when the URL leads to one
         "pooler_needs": None,
         "ok": False,
@@ -226,6 +230,10 @@ async def _probe(manager: Any, scope: Scope, report: Report) -> None:
             result = await _maybe(session.execute(text(version_sql)))
             report["server_version"] = str(result.scalar())
         report["isolation_level"] = await _maybe(connection.get_isolation_level())
+        if manager.engine.dialect.name == "postgresql":
+            row = (await _maybe(session.execute(text(_SERVER_SQL)))).one()
+            report["standby"] = bool(row[0])
+            report["server"] = None if row[1] is None else f"{row[1]}:{row[2]}"
 
     timings = []
     for _ in range(_PINGS):
@@ -239,10 +247,11 @@ async def _probe(manager: Any, scope: Scope, report: Report) -> None:
         "max": round(max(timings), 3),
     }
 
-    rows = await _rows_after_savepoint_rollback(scope)
-    report["savepoints"] = rows == ["outer"]
-    if not report["savepoints"]:
-        raise _CheckFailed(f"rolled back to a SAVEPOINT, yet the rows are {rows}")
+    if not report["standby"]:  # a standby refuses the check's TEMP table: no writes
+        rows = await _rows_after_savepoint_rollback(scope)
+        report["savepoints"] = rows == ["outer"]
+        if not report["savepoints"]:
+            raise _CheckFailed(f"rolled back to a SAVEPOINT, yet the rows are {rows}")
     pool = manager.monitor.pool_status()
     if all(value is None for value in pool.values()):
         # A pool that keeps no figures (StaticPool, NullPool, ...): say which it is.
@@ -341,6 +350,14 @@ def _human(report: Report) -> str:
         "latency": latency
         and f"{latency['median']:.2f} ms median, min {latency['min']:.2f}, "
         f"max {latency['max']:.2f} ({_PINGS} x SELECT 1, a scope each)",
+        "server": report["server"],
+        "standby": None
+        if report["standby"] is None
+        else (
+            "yes: a replica, read-only (savepoints not checked: they need a write)"
+            if report["standby"]
+            else "no"
+        ),
         "savepoints": None if savepoints is None else ("work" if savepoints else "DO NOT WORK"),
         "isolation level": report["isolation_level"],
         "pool": pool and ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in pool.items()),

@@ -50,8 +50,9 @@ _OWN_WAYS = ("creator", "async_creator", "pool")
 
 
 class WritesNotRefused(SessionScopeError):
-    """A connection of the primary's read-only engine would take writes: the startup
-    parameter did not reach the server (a pooler that ignores it, say)."""
+    """A connection of the primary's read-only engine would take writes (the startup
+    parameter did not reach the server: a pooler that ignores it, say), or does not
+    run at READ COMMITTED."""
 
 
 def read_only_engine(
@@ -88,7 +89,10 @@ def _refuses_writes(dbapi_connection: Any, connection_record: Any) -> None:
     """Every new connection of the read-only engine, before its first use."""
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("SHOW " + _READ_ONLY)
+        cursor.execute(
+            "SELECT current_setting('default_transaction_read_only'),"
+            " current_setting('default_transaction_isolation')"
+        )
         row = cursor.fetchone()
     finally:
         cursor.close()
@@ -98,4 +102,9 @@ def _refuses_writes(dbapi_connection: Any, connection_record: Any) -> None:
             "the primary's read-only engine got a connection that takes writes "
             "(default_transaction_read_only is not on: a pooler ignored the startup "
             "parameter?)"
+        )
+    if row[1] != "read committed":
+        raise WritesNotRefused(
+            f"the primary's connections run at {row[1]}, not READ COMMITTED: a statement "
+            "per transaction would not read what one transaction does"
         )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import URL, Engine, make_url
+from sqlalchemy import URL, Engine, event, make_url
 from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
@@ -26,6 +26,7 @@ from . import _fork
 from ._begin import begin_listener
 from ._failover import watch_for_demotion
 from ._fast_read import read_only_engine
+from ._holders import Watchdog, statement_ran
 from ._isolation import Isolated
 from ._options import (
     ISOLATION_LEVELS,
@@ -35,7 +36,7 @@ from ._options import (
     resolve_scope_options,
 )
 from ._ownership import OWNERSHIP_LISTENERS
-from ._replicas import Replica, ReplicaSet, connection_level, read_committed
+from ._replicas import Replica, ReplicaSet, connection_level
 from ._sqlite import restore_query_only
 from .config import SessionConfig
 from .errors import ConfigurationError
@@ -126,6 +127,16 @@ class ManagerBase:
         self._isolated_binds: dict[str, Any] = {}
         self._monitoring = config.enable_monitoring
         self._slow_transaction_seconds = config.slow_transaction_seconds
+        # Who holds the pool (_holders.py): the scopes holding a connection, those
+        # waiting for one, and the watchdog that warns of them (monitoring on).
+        self._holders: dict[Any, None] = {}
+        self._waiting: dict[Any, None] = {}
+        self._watchdog: Watchdog | None = None
+        self._watching_idle = config.idle_scope_seconds is not None
+        slow, idle = config.slow_checkout_seconds, config.idle_scope_seconds
+        if config.enable_monitoring and (slow is not None or idle is not None):
+            self._watchdog = Watchdog(self, slow, idle)
+            self._watch_statements(engine)
         self.monitor = SessionMonitor(self.name, lambda: sync_engine.pool, config.enable_monitoring)
         self._log_level = config.log_level_number
         # Whether the DEBUG records of every scope are wanted: checked before building them.
@@ -257,6 +268,12 @@ class ManagerBase:
             self._isolated_binds[isolation_level] = bind
         return self.sessionmaker(bind=bind)
 
+    def _watch_statements(self, engine: Any) -> None:
+        """Let the idle watch see the statements of an engine the manager's scopes use."""
+        if self._watchdog is not None and self._watching_idle:
+            sync_engine = self._flavour.sync_engine_of(engine)
+            event.listen(sync_engine, "after_cursor_execute", statement_ran)
+
     def _fast_primary(self) -> Any:
         """The primary's bind for a read-only fast-path scope, or None."""
         bind = self._read_bind
@@ -265,19 +282,20 @@ class ManagerBase:
         if self.engine.dialect.name != "postgresql":
             self._read_bind = False
             return None
-        if not read_committed(self.engine):
-            return None  # no connection yet, or another default level: asked again later
+        level = connection_level(self.engine)
+        if level is not None and level != "READ COMMITTED":
+            return None  # another level: asked again (the engine may learn the server's)
+        # Not known yet (no connection so far): each new connection checks it.
         with self._read_lock:
             if self._read_bind is None:
                 engine = read_only_engine(
                     self._flavour.create_engine, self.engine.url, self._engine_options
                 )
                 self._read_engine = engine
-                self._read_bind = (
-                    False
-                    if engine is None
-                    else engine.execution_options(isolation_level="AUTOCOMMIT")
-                )
+                self._read_bind = False
+                if engine is not None:
+                    self._watch_statements(engine)
+                    self._read_bind = engine.execution_options(isolation_level="AUTOCOMMIT")
         return self._read_bind or None
 
     def _no_fast_primary(self, error: BaseException) -> None:
@@ -297,6 +315,10 @@ class ManagerBase:
     def _after_fork(self) -> None:
         """In a forked child: the pool's connections are the parent's (see _fork.py)."""
         self._sync_engine.dispose(close=False)
+        self._holders.clear()  # the parent's scopes
+        self._waiting.clear()
+        if self._watchdog is not None:
+            self._watchdog.forked()
         if self._read_engine:
             self._flavour.sync_engine_of(self._read_engine).dispose(close=False)
         for replica in self._replicas.replicas if self._replicas is not None else ():
@@ -368,6 +390,7 @@ class ManagerBase:
             if owned:
                 self._flavour.sync_engine_of(engine).dispose()
             raise ConfigurationError(problem)
+        self._watch_statements(engine)
         return Replica(engine, name, owned)
 
     def _check_tokens(self, where: str) -> None:
@@ -431,6 +454,7 @@ class ManagerBase:
         except ArgumentError as exc:
             raise ConfigurationError(f"not a database URL: {url!r} ({exc})") from exc
         shown = parsed.render_as_string(hide_password=True)
+        _check_hosts(parsed)
         if _is_sqlite_memory(parsed) and "poolclass" not in engine_options:
             # pysqlite's default pool gives each thread a connection, and so a
             # database, of its own: one database per manager, as with aiosqlite.
@@ -486,6 +510,18 @@ class ManagerBase:
         return flavour.sessionmaker_class(
             class_=flavour.scoped_session_class(borrowed.class_), **settings
         )
+
+
+def _check_hosts(url: URL) -> None:
+    """A multi-host URL lists each host with its port as a ``host=`` of its own: the
+    form with commas fails on psycopg (late, as an unknown host) and asyncpg."""
+    hosts = url.query.get("host", ())
+    for host in (hosts,) if isinstance(hosts, str) else hosts:
+        if "," in host and ":" in host:
+            raise ConfigurationError(
+                f"host={host!r}: give each host with its port as a host= parameter of its "
+                "own, ?host=h1:5432&host=h2:5432 (the comma form fails on psycopg and asyncpg)"
+            )
 
 
 def _is_sqlite_memory(url: URL) -> bool:

@@ -60,7 +60,8 @@ _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 # - streaming, nothing received that is not replayed (an idle primary sends nothing,
 #   and the age of the last replayed commit would grow for no reason; after a restart
 #   the received position starts behind the replayed one): no lag;
-# - else the age of the last commit it replayed.
+# - else the age of the last commit it replayed (none since it started: the time since
+#   it started, at most as far behind as that).
 LAG_QUERY = """\
 SELECT pg_is_in_recovery(),
        COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_insert_lsn())::text,
@@ -70,8 +71,9 @@ SELECT pg_is_in_recovery(),
                  THEN 'Infinity'::float8
             WHEN pg_last_wal_receive_lsn() IS NULL
                  OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0.0
-            ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()),
-                          'Infinity')::float8 END"""
+            ELSE EXTRACT(EPOCH FROM now() - COALESCE(pg_last_xact_replay_timestamp(),
+                                                     pg_postmaster_start_time()))::float8
+       END"""
 
 # WAL pages are 8 kB; each starts with a header of 24 bytes (40 on a segment's first
 # page). A position just past one is where the last record before it ended: the
@@ -136,6 +138,12 @@ class Replica:
             bind = self.engine.execution_options(isolation_level=isolation_level)
             self.isolated_binds[isolation_level] = bind
         return bind, isolation_level == "AUTOCOMMIT"
+
+
+def _known(lag: float | None) -> float | None:
+    """A lag for the figures (JSON has no infinity): None when never measured, or when
+    the server is no live replica (not streaming, promoted)."""
+    return lag if lag is not None and math.isfinite(lag) else None
 
 
 def connection_level(engine: Any) -> str | None:
@@ -241,7 +249,10 @@ class ReplicaSet:
                 "role": "replica",
                 "routed": replica.routed,
                 "refused": replica.refused,
-                "lag": replica.lag,
+                # None: never measured, or no live replica (not streaming, promoted).
+                "lag": replica.lag
+                if replica.lag is not None and math.isfinite(replica.lag)
+                else None,
                 "healthy": replica.down_until <= now and self.fit(replica),
             }
             for replica in self.replicas

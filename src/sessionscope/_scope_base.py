@@ -42,6 +42,7 @@ class Kind(enum.Enum):
 
 class ScopeBase(Frame):
     __slots__ = (
+        "_activity",
         "_committed_in_body",
         "_deadline_at",
         "_guard",
@@ -92,6 +93,8 @@ class ScopeBase(Frame):
         self._unknown = False
         # The replica this read-only scope runs on (_replicas.py), if it does.
         self._replica: Any = None
+        # Its connection's info, where the idle watch finds its last statement (_holders).
+        self._activity: Any = None
 
     @property
     def opens_transaction(self) -> bool:
@@ -153,6 +156,7 @@ class ScopeBase(Frame):
         self._unknown = True
         manager = self.manager
         if manager._monitoring:
+            manager._holders.pop(self, None)
             manager.monitor.commit_outcome_unknown(error, level.transaction_id)
         manager._log(
             logging.ERROR,
@@ -201,6 +205,7 @@ class ScopeBase(Frame):
         # Read before anything else: what follows is not part of the transaction.
         duration = perf_counter() - self._started
         transaction_id = level.transaction_id
+        manager._holders.pop(self, None)
         manager.monitor.closed(duration, transaction_id, cause, error)
         if duration >= manager._slow_transaction_seconds:
             self._warn_slow(duration, transaction_id)

@@ -91,6 +91,11 @@ class SessionConfig:
     # Read-only scopes without BEGIN and COMMIT where that reads the same (README
     # "The read-only fast path"): opt-in, for what it changes.
     read_only_fast_path: bool = False
+    # Who holds the pool (README "Monitoring"; monitoring on): warn when a checkout
+    # waits this long, listing the scopes holding connections; and when a scope holds
+    # one this long without a statement (None: off).
+    slow_checkout_seconds: float | None = 1.0
+    idle_scope_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -158,7 +163,13 @@ class SessionConfig:
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(SessionConfig))
-_OPTIONAL_SECONDS = ("statement_timeout", "lock_timeout", "idle_in_transaction_timeout")
+_OPTIONAL_SECONDS = (
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_timeout",
+    "slow_checkout_seconds",
+    "idle_scope_seconds",
+)
 
 
 def _parse_seconds_or_none(variable: str, raw: str) -> float | None:

@@ -4,6 +4,7 @@ and the errors of the failover are retried as lost connections."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from sessionscope import SessionConfig
+from sessionscope import ConfigurationError, SessionConfig
 from sessionscope._async import AsyncSessionManager
 from sessionscope._async_compat import IS_ASYNC
 from sessionscope._transient import sqlstate_of
@@ -266,5 +267,38 @@ async def test_fast_path_reads_follow_a_failover(cluster: Cluster, backend: str)
         await move("after")
         assert await read() == (cluster.replica.port, ["before", "after"])
         assert manager._read_bind is False  # no second engine with a failover URL
+    finally:
+        await manager.dispose()
+
+
+async def test_the_comma_form_of_a_multi_host_url_fails_at_once(backend: str) -> None:
+    url = "postgresql+%s://u@/db?host=127.0.0.1:5432,127.0.0.1:5433" % backend
+    with pytest.raises(ConfigurationError, match=r"\?host=h1:5432&host=h2:5432"):
+        AsyncSessionManager(url)
+
+
+async def test_a_restarted_replica_catching_up_is_waited_for(
+    cluster: Cluster, backend: str
+) -> None:
+    config = SessionConfig(replica_check_interval=0, replica_wait=10, log_level="ERROR")
+    manager = AsyncSessionManager(
+        cluster.primary.url(backend), replicas=[cluster.replica.url(backend)], config=config
+    )
+    try:
+        cluster.replica.restart()  # it has replayed no commit since: no replay timestamp
+        cluster.wait_for_receivers(
+            "SELECT count(*) = 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+        )
+        cluster.replica.pause_replay()
+        try:
+            await mover(manager)("during")
+            token = await manager.commit_token()
+        finally:
+            threading.Timer(0.3, cluster.replica.resume_replay).start()
+        async with manager.session_scope(read_only=True, after=token) as session:
+            assert (await session.execute(IN_RECOVERY)).scalar_one() is True
+            notes = (await session.execute(text("SELECT note FROM moves"))).scalars()
+            assert list(notes) == ["during"]
+        assert manager.monitor.snapshot()["engines"][0]["fallbacks"] == 0
     finally:
         await manager.dispose()

@@ -478,6 +478,18 @@ async def test_behind_a_pooler_that_ignores_the_startup_parameter_writes_are_ref
 
 
 @postgres_only
+async def test_a_managers_first_read_only_scope_takes_the_fast_path(
+    database: Database, fast_config: SessionConfig
+) -> None:
+    manager = AsyncSessionManager(database.url, config=fast_config)
+    try:
+        async with manager.session_scope(read_only=True) as session:
+            assert await transactions_of(session) == 2
+    finally:
+        await manager.dispose()
+
+
+@postgres_only
 async def test_the_fast_path_still_refuses_writes(
     replicated: AsyncSessionManager, database: Database
 ) -> None:

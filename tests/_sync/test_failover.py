@@ -7,6 +7,7 @@ and the errors of the failover are retried as lost connections."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from sessionscope import SessionConfig
+from sessionscope import ConfigurationError, SessionConfig
 from sessionscope._sync import SessionManager
 from sessionscope._sync_compat import IS_ASYNC
 from sessionscope._transient import sqlstate_of
@@ -267,5 +268,36 @@ def test_fast_path_reads_follow_a_failover(cluster: Cluster, backend: str) -> No
         move("after")
         assert read() == (cluster.replica.port, ["before", "after"])
         assert manager._read_bind is False  # no second engine with a failover URL
+    finally:
+        manager.dispose()
+
+
+def test_the_comma_form_of_a_multi_host_url_fails_at_once(backend: str) -> None:
+    url = "postgresql+%s://u@/db?host=127.0.0.1:5432,127.0.0.1:5433" % backend
+    with pytest.raises(ConfigurationError, match=r"\?host=h1:5432&host=h2:5432"):
+        SessionManager(url)
+
+
+def test_a_restarted_replica_catching_up_is_waited_for(cluster: Cluster, backend: str) -> None:
+    config = SessionConfig(replica_check_interval=0, replica_wait=10, log_level="ERROR")
+    manager = SessionManager(
+        cluster.primary.url(backend), replicas=[cluster.replica.url(backend)], config=config
+    )
+    try:
+        cluster.replica.restart()  # it has replayed no commit since: no replay timestamp
+        cluster.wait_for_receivers(
+            "SELECT count(*) = 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+        )
+        cluster.replica.pause_replay()
+        try:
+            mover(manager)("during")
+            token = manager.commit_token()
+        finally:
+            threading.Timer(0.3, cluster.replica.resume_replay).start()
+        with manager.session_scope(read_only=True, after=token) as session:
+            assert (session.execute(IN_RECOVERY)).scalar_one() is True
+            notes = (session.execute(text("SELECT note FROM moves"))).scalars()
+            assert list(notes) == ["during"]
+        assert manager.monitor.snapshot()["engines"][0]["fallbacks"] == 0
     finally:
         manager.dispose()

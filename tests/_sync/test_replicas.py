@@ -479,6 +479,18 @@ def test_behind_a_pooler_that_ignores_the_startup_parameter_writes_are_refused(
 
 
 @postgres_only
+def test_a_managers_first_read_only_scope_takes_the_fast_path(
+    database: Database, fast_config: SessionConfig
+) -> None:
+    manager = SessionManager(database.url, config=fast_config)
+    try:
+        with manager.session_scope(read_only=True) as session:
+            assert transactions_of(session) == 2
+    finally:
+        manager.dispose()
+
+
+@postgres_only
 def test_the_fast_path_still_refuses_writes(replicated: SessionManager, database: Database) -> None:
     on_primary = SessionManager(database.url, config=replicated.config)
     try:

@@ -128,6 +128,8 @@ class AsyncSessionManager(ManagerBase):
 
     async def dispose(self) -> None:
         """Dispose the engines this manager created; borrowed ones are left alone."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._owns_engine:
             await self.engine.dispose()
         if self._read_engine:

@@ -291,7 +291,7 @@ class AsyncSessionScope(ScopeBase):
                     "replica %s skipped for %.3g s: %s",
                     replica.name,
                     replicas.cool_down,
-                    error,
+                    (str(error).splitlines() or [type(error).__name__])[0],
                 )
                 return None
         return None
@@ -361,7 +361,16 @@ class AsyncSessionScope(ScopeBase):
                     raise turns.timed_out()
                 self._turns = turns
             self.connecting = True
-            await session.connection()
+            watchdog = manager._watchdog
+            if watchdog is not None:  # it warns of a long wait (_holders.py)
+                if not watchdog.running:
+                    watchdog.start()
+                manager._waiting[self] = None
+            try:
+                connection = await session.connection()
+            finally:
+                if watchdog is not None:
+                    del manager._waiting[self]
             self.connecting = False
         except BaseException as error:
             await self._discard(session, error)
@@ -375,6 +384,9 @@ class AsyncSessionScope(ScopeBase):
                 level.isolation_level,
                 self._options.propagation,
             )
+            manager._holders[self] = None
+            if manager._watching_idle:
+                self._activity = connection.info
 
     async def _join(self, parent: Frame) -> AsyncSession:
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
@@ -410,8 +422,9 @@ class AsyncSessionScope(ScopeBase):
     async def _discard(self, session: AsyncScopedSession, error: BaseException) -> None:
         """Close a session that never got its connection (nor was counted as opened)."""
         session._sessionscope_scope = None
-        if self.manager._monitoring:
-            self.manager.monitor.connect_failed(error, self.level.transaction_id)
+        manager = self.manager
+        if manager._monitoring:
+            manager.monitor.connect_failed(error, self.level.transaction_id)
         await run_shielded(self._close, session, self.level.transaction_id)
 
     async def __aexit__(

@@ -131,6 +131,8 @@ class SessionManager(ManagerBase):
 
     def dispose(self) -> None:
         """Dispose the engines this manager created; borrowed ones are left alone."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._owns_engine:
             self.engine.dispose()
         if self._read_engine:

@@ -294,7 +294,7 @@ class SessionScope(ScopeBase):
                     "replica %s skipped for %.3g s: %s",
                     replica.name,
                     replicas.cool_down,
-                    error,
+                    (str(error).splitlines() or [type(error).__name__])[0],
                 )
                 return None
         return None
@@ -364,7 +364,16 @@ class SessionScope(ScopeBase):
                     raise turns.timed_out()
                 self._turns = turns
             self.connecting = True
-            session.connection()
+            watchdog = manager._watchdog
+            if watchdog is not None:  # it warns of a long wait (_holders.py)
+                if not watchdog.running:
+                    watchdog.start()
+                manager._waiting[self] = None
+            try:
+                connection = session.connection()
+            finally:
+                if watchdog is not None:
+                    del manager._waiting[self]
             self.connecting = False
         except BaseException as error:
             self._discard(session, error)
@@ -378,6 +387,9 @@ class SessionScope(ScopeBase):
                 level.isolation_level,
                 self._options.propagation,
             )
+            manager._holders[self] = None
+            if manager._watching_idle:
+                self._activity = connection.info
 
     def _join(self, parent: Frame) -> Session:
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
@@ -413,8 +425,9 @@ class SessionScope(ScopeBase):
     def _discard(self, session: ScopedSession, error: BaseException) -> None:
         """Close a session that never got its connection (nor was counted as opened)."""
         session._sessionscope_scope = None
-        if self.manager._monitoring:
-            self.manager.monitor.connect_failed(error, self.level.transaction_id)
+        manager = self.manager
+        if manager._monitoring:
+            manager.monitor.connect_failed(error, self.level.transaction_id)
         run_shielded(self._close, session, self.level.transaction_id)
 
     def __exit__(
