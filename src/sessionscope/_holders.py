@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -34,7 +35,14 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-__all__ = ["Watchdog", "describe", "statement_ran"]
+__all__ = [
+    "Watchdog",
+    "acquired",
+    "describe",
+    "statement_ended",
+    "statement_failed",
+    "statement_started",
+]
 
 logger = logging.getLogger("sessionscope")
 
@@ -56,7 +64,9 @@ def _warn_slow_checkout(manager: Any, waiter: Any, now: float) -> None:
         manager.config.slow_checkout_seconds,
         manager.monitor.pool_status(),
         len(holders),
-        "".join("\n  " + line for line in lines) or " none (another manager or engine user?)",
+        "".join("\n  " + line for line in lines)
+        or " none: opening a new connection is what takes that long (or another user of "
+        "the engine holds them)",
     )
 
 
@@ -69,28 +79,41 @@ def where(holder: Any) -> str:
     session = holder.session
     found: FrameType | None = None
     for frame in _stack(holder.owner):  # outermost first
-        try:
-            local_values = frame.f_locals.values()
-        except Exception:
-            continue
-        if any(value is session for value in local_values):
+        if _holds(frame, session):
             found = frame
             break
+    if found is None and holder.owner is None:
+        # Made current by hand elsewhere (a sync FastAPI dependency): any thread.
+        for top in sys._current_frames().values():
+            found = next((f for f in reversed(_walk(top)) if _holds(f, session)), None)
+            if found is not None:
+                break
     if found is None:
         return "(somewhere not on its stack now)"
     code = found.f_code
     return f"{code.co_qualname} at {code.co_filename}:{found.f_lineno}"
 
 
+def _holds(frame: FrameType, session: object) -> bool:
+    try:
+        return any(value is session for value in frame.f_locals.values())
+    except Exception:  # a frame that went away meanwhile
+        return False
+
+
+def _walk(frame: FrameType | None) -> list[FrameType]:
+    """A frame and its callers, innermost first."""
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
 def _stack(owner: object) -> list[FrameType]:
     """The frames of a thread (by ident) or an asyncio task, outermost first."""
     if isinstance(owner, int):
-        frame = sys._current_frames().get(owner)
-        frames = []
-        while frame is not None:
-            frames.append(frame)
-            frame = frame.f_back
-        return frames[::-1]
+        return _walk(sys._current_frames().get(owner))[::-1]
     if isinstance(owner, asyncio.Task):
         return list(_coroutine_frames(owner.get_coro()))
     return []
@@ -107,56 +130,70 @@ def _coroutine_frames(coroutine: Any) -> Iterator[FrameType]:
         coroutine = getattr(coroutine, "cr_await", None) or getattr(coroutine, "gi_yieldfrom", None)
 
 
-def statement_ran(conn: Any, *args: Any) -> None:
-    """``after_cursor_execute``: the connection was used now (for the idle watch)."""
+def statement_started(conn: Any, *args: Any) -> None:
+    """``before_cursor_execute``: busy until it ends (for the idle watch)."""
+    conn.info[_ACTIVITY] = math.inf
+
+
+def statement_ended(conn: Any, *args: Any) -> None:
+    """``after_cursor_execute``: the connection was used until now."""
     conn.info[_ACTIVITY] = time.perf_counter()
 
 
+def statement_failed(context: Any) -> None:
+    """``handle_error``: the statement ended, badly."""
+    if context.connection is not None:
+        context.connection.info[_ACTIVITY] = time.perf_counter()
+
+
+def acquired(info: Any) -> None:
+    """The scope got its connection now: idle from here until its first statement."""
+    info[_ACTIVITY] = time.perf_counter()
+
+
 class Watchdog:
-    """A manager's thread that warns of slow checkouts and idle scopes."""
+    """What one manager's scopes are watched for; one thread (``_Thread``) watches the
+    watchdogs of every manager."""
 
     def __init__(self, manager: Any, slow: float | None, idle: float | None) -> None:
         self._manager = weakref.ref(manager)
         self.slow = math.inf if slow is None else slow
         self.idle = math.inf if idle is None else idle
         self.period = min(1.0, max(0.01, min(self.slow, self.idle) / 4))
-        self.running = False
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self.running = False  # registered with the thread
         self._warned: set[int] = set()  # ids of idle holders warned of, while they hold
         self._next_checkout_warning = 0.0
+        self._next_look = 0.0
 
     def start(self) -> None:
-        """Started by the first scope (and again in a forked child: see ``forked``)."""
-        with self._lock:
-            if not self.running:
-                self.running = True
-                thread = threading.Thread(target=self._run, name="sessionscope-watchdog")
-                thread.daemon = True
-                thread.start()
+        """Watched from the first scope on (again after ``stop()`` or a fork)."""
+        _THREAD.watch(self)
+        self.running = True
+
+    def stop(self) -> None:
+        """No longer watched (the manager was disposed); a later scope starts it again."""
+        self.running = False
+        _THREAD.forget(self)
 
     def forked(self) -> None:
         """In a forked child: the thread stayed in the parent."""
-        self._lock = threading.Lock()
         self.running = False
         self._warned.clear()
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            manager = self._manager()
-            if manager is None:
-                return
+    def look(self, now: float) -> float:
+        """Look if it is time; when to look next (inf: the manager is gone)."""
+        manager = self._manager()
+        if manager is None:
+            return math.inf
+        if now >= self._next_look:
+            self._next_look = now + self.period
             try:
-                self._look(manager)
+                self._look(manager, now)
             except Exception:
                 logger.exception("[%s] sessionscope's watchdog failed", manager.name)
-            del manager
+        return self._next_look
 
-    def _look(self, manager: Any) -> None:
-        now = time.perf_counter()
+    def _look(self, manager: Any, now: float) -> None:
         if now >= self._next_checkout_warning:
             waited = [w for w in list(manager._waiting) if now - w._started >= self.slow]
             if waited:
@@ -168,7 +205,8 @@ class Watchdog:
         self._warned &= {id(holder) for holder in holders}
         for holder in holders:
             info = holder._activity
-            last = max(holder._started, info.get(_ACTIVITY, 0.0) if info is not None else 0.0)
+            # The last statement's end, or when the connection was had; inf while one runs.
+            last = info.get(_ACTIVITY, now) if info is not None else now
             if now - last >= self.idle and id(holder) not in self._warned:
                 self._warned.add(id(holder))
                 manager._log(
@@ -180,3 +218,62 @@ class Watchdog:
                     describe(holder, now),
                     transaction_id=holder.level.transaction_id,
                 )
+
+
+class _Thread:
+    """The one daemon thread that looks at every manager's watchdog, each as often as
+    its thresholds ask; it ends when there is nothing left to watch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: set[Watchdog] = set()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, watchdog: Watchdog) -> None:
+        with self._lock:
+            self._watched.add(watchdog)
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._run, name="sessionscope-watchdog")
+                thread.daemon = True
+                try:
+                    thread.start()
+                except RuntimeError:  # no new threads (interpreter shutdown): no warnings
+                    self._watched.discard(watchdog)
+                    return
+                self._thread = thread
+        self._wake.set()
+
+    def forget(self, watchdog: Watchdog) -> None:
+        with self._lock:
+            self._watched.discard(watchdog)
+
+    def forked(self) -> None:
+        self._lock = threading.Lock()
+        self._watched = set()
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                watched = list(self._watched)
+            if not watched:
+                with self._lock:
+                    if not self._watched:
+                        self._thread = None
+                        return
+                continue
+            now = time.perf_counter()
+            next_look = math.inf
+            for watchdog in watched:
+                when = watchdog.look(now)
+                if when == math.inf:
+                    self.forget(watchdog)
+                next_look = min(next_look, when)
+            self._wake.wait(max(0.005, min(next_look, now + 1.0) - time.perf_counter()))
+            self._wake.clear()
+
+
+_THREAD = _Thread()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_THREAD.forked)

@@ -26,7 +26,7 @@ from . import _fork
 from ._begin import begin_listener
 from ._failover import watch_for_demotion
 from ._fast_read import read_only_engine
-from ._holders import Watchdog, statement_ran
+from ._holders import Watchdog, statement_ended, statement_failed, statement_started
 from ._isolation import Isolated
 from ._options import (
     ISOLATION_LEVELS,
@@ -272,7 +272,9 @@ class ManagerBase:
         """Let the idle watch see the statements of an engine the manager's scopes use."""
         if self._watchdog is not None and self._watching_idle:
             sync_engine = self._flavour.sync_engine_of(engine)
-            event.listen(sync_engine, "after_cursor_execute", statement_ran)
+            event.listen(sync_engine, "before_cursor_execute", statement_started)
+            event.listen(sync_engine, "after_cursor_execute", statement_ended)
+            event.listen(sync_engine, "handle_error", statement_failed)
 
     def _fast_primary(self) -> Any:
         """The primary's bind for a read-only fast-path scope, or None."""

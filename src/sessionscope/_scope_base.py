@@ -156,7 +156,6 @@ class ScopeBase(Frame):
         self._unknown = True
         manager = self.manager
         if manager._monitoring:
-            manager._holders.pop(self, None)
             manager.monitor.commit_outcome_unknown(error, level.transaction_id)
         manager._log(
             logging.ERROR,

@@ -52,10 +52,19 @@ class Cluster:
         self.replica.wait_replayed(self.primary.current_lsn())
 
     def fence_primary(self) -> None:
-        """What a failover manager does to an old primary it cannot stop: no more writes."""
+        """What a failover manager does to an old primary it cannot stop: no more writes.
+        Returns once the server has reloaded (its backends get the signal with it)."""
         with self.primary.connect() as connection:
             connection.execute("ALTER SYSTEM SET default_transaction_read_only = on")
             connection.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        while True:
+            with self.primary.connect() as connection:
+                if connection.execute("SHOW default_transaction_read_only").fetchone()[0] == "on":
+                    break
+            assert time.monotonic() < deadline, "the primary did not reload its settings"
+            time.sleep(0.02)
+        time.sleep(0.2)  # the pooled connections' backends handle the signal too
 
     def wait_for_receivers(self, condition: str) -> None:
         """Wait until ``condition`` (a query of the replica's WAL receivers) holds."""

@@ -8,6 +8,8 @@ statement for too long is named; each found on its task's or thread's stack."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from sqlalchemy import text
@@ -110,3 +112,52 @@ def test_the_thresholds_are_checked(config: SessionConfig) -> None:
     with pytest.raises(ConfigurationError, match="idle_scope_seconds"):
         config.replace(idle_scope_seconds=-1)
     assert config.replace(slow_checkout_seconds=None).slow_checkout_seconds is None
+
+
+SLOW_STATEMENT = {
+    "postgresql": "SELECT pg_sleep(0.6)",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+    "SELECT count(*) FROM (SELECT x FROM c LIMIT 3000000) AS t",
+}
+
+
+def test_a_scope_running_a_long_statement_is_not_idle(
+    database: Database, config: SessionConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = SessionManager(
+        database.url,
+        config=config.replace(idle_scope_seconds=0.1, log_level="WARNING"),
+        **database.engine_options,
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="sessionscope"):
+            with manager.session_scope() as session:
+                started = time.perf_counter()
+                session.execute(text(SLOW_STATEMENT[manager.engine.dialect.name]))
+                assert time.perf_counter() - started > 0.2  # longer than idle_scope_seconds
+        assert warnings_of(caplog, "idle scope") == []
+    finally:
+        manager.dispose()
+
+
+def test_one_watchdog_thread_for_every_manager_and_after_dispose(
+    database: Database, config: SessionConfig
+) -> None:
+    managers = [
+        SessionManager(database.url, config=config, **database.engine_options) for _ in range(3)
+    ]
+    try:
+        for manager in managers:
+            with manager.session_scope():
+                pass
+        names = [t.name for t in threading.enumerate()]
+        assert names.count("sessionscope-watchdog") == 1
+        managers[0].dispose()
+        watchdog = managers[0]._watchdog
+        assert watchdog is not None and watchdog.running is False
+        with managers[0].session_scope():  # used again: watched again
+            pass
+        assert watchdog.running is True
+    finally:
+        for manager in managers:
+            manager.dispose()

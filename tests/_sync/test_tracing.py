@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -23,6 +24,7 @@ from sessionscope import Rollback
 from sessionscope._sync import SessionManager
 from sessionscope._sync_compat import sync_engine_of
 from sessionscope.exporters import otel
+from sessionscope.exporters._tracing import TransactionTracer
 from tests.models import User
 from tests.support import Database
 
@@ -173,3 +175,60 @@ def test_uninstrument_stops_the_spans(manager: SessionManager) -> None:
         pass
     assert len(named(exporter, TRANSACTION)) == 1
     assert manager.monitor.listened is False
+
+
+def test_only_a_tracer_provider_turns_tracing_on_and_once_per_manager(
+    manager: SessionManager, spans: InMemorySpanExporter
+) -> None:
+    metrics_only = otel.instrument(manager, meter_provider=MeterProvider())
+    try:
+        assert not any(
+            isinstance(listener, TransactionTracer) for listener in metrics_only._tracers
+        )
+        with pytest.raises(ValueError, match="traced already"):
+            otel.instrument(
+                manager, meter_provider=MeterProvider(), tracer_provider=TracerProvider()
+            )
+    finally:
+        metrics_only.uninstrument()
+
+
+def test_uninstrumented_mid_scope_the_open_spans_still_end(
+    manager: SessionManager,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    handle = otel.instrument(manager, meter_provider=MeterProvider(), tracer_provider=provider)
+
+    @manager.with_session
+    def work(session: Any) -> None:
+        session.execute(text("SELECT 1"))
+        handle.uninstrument()  # while the call and its transaction are open
+
+    work()
+    with manager.session_scope():  # no span any more
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == [
+        TRANSACTION,
+        "sessionscope.call " + work.__qualname__,
+    ]
+    assert not trace.get_current_span().get_span_context().is_valid  # nothing left current
+    assert manager.monitor.listened is False
+
+
+def test_only_the_calls_own_attempts_are_counted(
+    manager: SessionManager, spans: InMemorySpanExporter
+) -> None:
+    @manager.with_session
+    def audited(session: Any) -> None:
+        with manager.session_scope(propagation="requires_new") as audit:
+            audit.execute(text("SELECT 1"))
+
+    audited()
+    (call,) = [s for s in spans.get_finished_spans() if s.name.startswith("sessionscope.call")]
+    assert attributes(call)["sessionscope.attempts"] == 1
+    own, audit = sorted(named(spans, TRANSACTION), key=lambda s: s.start_time or 0)
+    assert attributes(own)["sessionscope.attempt"] == 1
+    assert "sessionscope.attempt" not in attributes(audit)
+    assert audit.parent is not None and audit.parent.span_id == own.context.span_id

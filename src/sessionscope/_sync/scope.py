@@ -17,6 +17,7 @@ from sqlalchemy.exc import IllegalStateChangeError
 
 from .._fast_read import WritesNotRefused
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
+from .._holders import acquired
 from .._isolation import raise_sqlite_busy, server_raise
 from .._options import check_joinable
 from .._pooler import refused_startup_parameter
@@ -390,6 +391,7 @@ class SessionScope(ScopeBase):
             manager._holders[self] = None
             if manager._watching_idle:
                 self._activity = connection.info
+                acquired(connection.info)
 
     def _join(self, parent: Frame) -> Session:
         """Enter the transaction of ``parent``'s scope: joined, or in a savepoint of it."""
@@ -678,6 +680,7 @@ class SessionScope(ScopeBase):
                 raise
             self._count_unknown(level, error)
             if manager._monitoring:
+                manager._holders.pop(self, None)
                 manager.monitor.session_closed(level.transaction_id)
             # In a test's isolation the connection lives on: its savepoint goes back.
             close = self._close if isolation is None else self._roll_back_and_close

@@ -19,6 +19,7 @@ this runs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -58,10 +59,7 @@ class _Call:
 class _Open:
     span: Span
     token: object  # otel_context.attach()'s
-
-
-# The decorated call running in this task or thread, while its span is open.
-_current_call: ContextVar[_Call | None] = ContextVar("sessionscope_traced_call", default=None)
+    unknown: bool = False  # a COMMIT of unknown outcome: ended when the session closes
 
 
 class TransactionTracer:
@@ -69,6 +67,14 @@ class TransactionTracer:
 
     def __init__(self, manager: Any, tracer: Tracer) -> None:
         self.tracer = tracer
+        self.monitor = manager.monitor
+        # The decorated call of this manager running in this task or thread.
+        self.current_call: ContextVar[_Call | None] = ContextVar(
+            "sessionscope_traced_call", default=None
+        )
+        self.calls = 0  # call spans open
+        # After uninstrument(): no new spans; it stops listening once the open ones end.
+        self.draining = False
         url = manager.engine.url
         backend = url.get_backend_name()
         self.attributes: dict[str, Any] = {
@@ -87,32 +93,45 @@ class TransactionTracer:
         handler = _HANDLERS.get(event.kind)
         if handler is not None:
             handler(self, event)
+            if self.draining:
+                self.stop()
+
+    def stop(self) -> None:
+        """Stop listening once no span of ours is open (else after the last ends)."""
+        self.draining = True
+        if not self.open and not self.calls:
+            with contextlib.suppress(ValueError):  # already removed
+                self.monitor.remove_listener(self)
 
     # -- calls ---------------------------------------------------------------------------
 
     def _call_started(self, event: MonitorEvent) -> None:
+        if self.draining:
+            return
         function = event.function or "?"
         span = self.tracer.start_span(
             "sessionscope.call " + function, attributes={**self.attributes, CODE_FUNCTION: function}
         )
         call = _Call(function, span, otel_context.attach(trace.set_span_in_context(span)))
-        call.call_token = _current_call.set(call)
+        call.call_token = self.current_call.set(call)
+        self.calls += 1
 
     def _call_ended(self, event: MonitorEvent) -> None:
-        call = _current_call.get()
+        call = self.current_call.get()
         if call is None or call.function != event.function:
             return
+        self.calls -= 1
         span = call.span
         span.set_attribute("sessionscope.attempts", call.attempts)
         if event.error is not None:
             _failed(span, event.error)
         span.end()
         if call.call_token is not None:
-            _current_call.reset(call.call_token)
+            self.current_call.reset(call.call_token)
         otel_context.detach(call.token)  # type: ignore[arg-type]
 
     def _retry(self, event: MonitorEvent) -> None:
-        call = _current_call.get()
+        call = self.current_call.get()
         if call is None:
             return
         attributes: dict[str, Any] = {
@@ -126,6 +145,8 @@ class TransactionTracer:
     # -- transactions --------------------------------------------------------------------
 
     def _opened(self, event: MonitorEvent) -> None:
+        if self.draining:
+            return
         assert event.transaction_id is not None
         attributes = {
             **self.attributes,
@@ -137,8 +158,10 @@ class TransactionTracer:
             attributes["sessionscope.propagation"] = event.propagation
         if event.isolation_level is not None:
             attributes["db.transaction.isolation_level"] = event.isolation_level
-        call = _current_call.get()
-        if call is not None:
+        call = self.current_call.get()
+        # An attempt of the call: opened right under its span (not a requires_new
+        # scope of its body, whose current span is the attempt's).
+        if call is not None and trace.get_current_span() is call.span:
             call.attempts += 1
             attributes["sessionscope.attempt"] = call.attempts
         # It began when the scope asked for its connection.
@@ -154,21 +177,38 @@ class TransactionTracer:
         if opened is not None:
             opened.span.add_event(event.kind.replace("_", " "))
 
+    def _unknown(self, event: MonitorEvent) -> None:
+        """A COMMIT of unknown outcome: at the scope's exit, its session closes next;
+        in the body (its own session.commit()), the scope may go on."""
+        opened = self.open.get(event.transaction_id or 0)
+        if opened is not None:
+            opened.unknown = True
+            opened.span.add_event("commit outcome unknown")
+            _failed(opened.span, event.error)
+
+    def _closed(self, event: MonitorEvent) -> None:
+        opened = self.open.get(event.transaction_id or 0)
+        if opened is not None and opened.unknown:
+            opened.span.set_attribute("sessionscope.outcome", "unknown")
+            self._end(event)
+
     def _ended(self, event: MonitorEvent) -> None:
-        opened = self.open.pop(event.transaction_id or 0, None)
+        opened = self.open.get(event.transaction_id or 0)
         if opened is None:
             return
         span = opened.span
         if event.kind == "committed":
             span.set_attribute("sessionscope.outcome", "committed")
-        elif event.kind == "rolled_back":
+        else:
             span.set_attribute("sessionscope.outcome", "rolled_back")
             span.set_attribute("sessionscope.rollback.cause", event.reason or "")
             if event.reason not in _NOT_FAILURES:
                 _failed(span, event.error)
-        else:  # commit_outcome_unknown
-            span.set_attribute("sessionscope.outcome", "unknown")
-            _failed(span, event.error)
+        self._end(event)
+
+    def _end(self, event: MonitorEvent) -> None:
+        opened = self.open.pop(event.transaction_id or 0)
+        span = opened.span
         span.end()
         # Only where it was attached: a scope may be left in another context.
         if trace.get_current_span() is span:
@@ -192,5 +232,6 @@ _HANDLERS = {
     "savepoint_rolled_back": TransactionTracer._savepoint,
     "committed": TransactionTracer._ended,
     "rolled_back": TransactionTracer._ended,
-    "commit_outcome_unknown": TransactionTracer._ended,
+    "commit_outcome_unknown": TransactionTracer._unknown,
+    "session_closed": TransactionTracer._closed,
 }

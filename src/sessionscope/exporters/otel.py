@@ -25,7 +25,7 @@ from ..monitor import MonitorEvent
 from . import BUCKETS, Monitored, check_managers
 
 try:
-    from opentelemetry import metrics, trace
+    from opentelemetry import metrics
     from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
     from opentelemetry.trace import Tracer, TracerProvider
 
@@ -76,11 +76,9 @@ class Instrumentation:
         self.managers = managers
         self._observer = observer
         # A span maker per manager (exporters/_tracing.py), when tracing.
-        self._tracers = [
-            (manager, TransactionTracer(manager, tracer)) for manager in managers if tracer
-        ]
-        for manager, listener in self._tracers:
-            manager.monitor.add_listener(listener)
+        self._tracers = [TransactionTracer(manager, tracer) for manager in managers if tracer]
+        for listener in self._tracers:
+            listener.monitor.add_listener(listener)
         self._wait = _histogram(
             meter, "db.client.connection.wait_time", "Time to obtain a connection from the pool."
         )
@@ -110,8 +108,8 @@ class Instrumentation:
             self._observer.live = tuple(i for i in self._observer.live if i is not self)
         for manager in self.managers:
             manager.monitor.remove_listener(self._record)
-        for manager, listener in self._tracers:
-            manager.monitor.remove_listener(listener)
+        for listener in self._tracers:
+            listener.stop()  # once the spans open now have ended
 
     def _record(self, event: MonitorEvent) -> None:
         # Runs in every transaction's own thread or task: record and go.
@@ -231,8 +229,8 @@ def instrument(
     tracer_provider: TracerProvider | None = None,
 ) -> Instrumentation:
     """Record the managers' metrics on the "sessionscope" Meter of ``meter_provider``,
-    and their transactions as spans of the "sessionscope" Tracer of ``tracer_provider``
-    (see ``exporters/_tracing.py``).
+    and, given a ``tracer_provider``, their transactions and decorated calls as spans
+    of its "sessionscope" Tracer (see ``exporters/_tracing.py``).
 
     Without a provider, the global one is used: set it first, as its proxy hands the
     observable instruments to the real provider only once. A manager may be
@@ -242,14 +240,23 @@ def instrument(
     """
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     meter = provider.get_meter("sessionscope", __version__)
-    tracers = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
-    tracer = tracers.get_tracer("sessionscope", __version__)
+    tracer = (
+        None if tracer_provider is None else tracer_provider.get_tracer("sessionscope", __version__)
+    )
     with _lock:
         observer = _observers.get(provider)
         if observer is None:
             observer = _observers[provider] = _Observer(meter)
         live = tuple(m for i in observer.live for m in i.managers)
         check_managers((*live, *managers))
+        if tracer is not None:
+            for manager in managers:
+                listeners = manager.monitor._listeners
+                if any(isinstance(listener, TransactionTracer) for listener in listeners):
+                    raise ValueError(
+                        f"{manager.monitor.name} is traced already: its transactions would "
+                        "have two spans each; uninstrument() the other instrumentation first"
+                    )
         instrumentation = Instrumentation(check_managers(managers), meter, observer, tracer)
         observer.live = (*observer.live, instrumentation)
     return instrumentation
