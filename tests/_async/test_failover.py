@@ -100,6 +100,23 @@ def manager_of(cluster: Cluster, backend: str) -> AsyncSessionManager:
     return AsyncSessionManager(cluster.url(backend), config=config)
 
 
+async def assert_write_refused_once(manager: AsyncSessionManager, read_only: bool) -> None:
+    """A write the server refuses as a statement's error (25006), not retried as a
+    failover's; the manager disposed."""
+
+    @manager.with_session(read_only=read_only)
+    async def write(session: Any) -> None:
+        await session.execute(text("INSERT INTO moves (note) VALUES ('nope')"))
+
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            await write()
+        assert sqlstate_of(raised.value) == "25006"
+        assert manager.monitor.snapshot()["retries"]["total"] == 0
+    finally:
+        await manager.dispose()
+
+
 def mover(manager: AsyncSessionManager) -> Any:
     """A decorated function that writes a note and says which server took it."""
 
@@ -154,19 +171,7 @@ async def test_a_fenced_primary_refusing_writes_is_a_lost_connection(
 async def test_a_write_in_a_read_only_scope_is_not_mistaken_for_a_failover(
     cluster: Cluster, backend: str
 ) -> None:
-    manager = manager_of(cluster, backend)
-
-    @manager.with_session(read_only=True)
-    async def sneaky_write(session: Any) -> None:
-        await session.execute(text("INSERT INTO moves (note) VALUES ('nope')"))
-
-    try:
-        with pytest.raises(DBAPIError) as raised:
-            await sneaky_write()
-        assert sqlstate_of(raised.value) == "25006"
-        assert manager.monitor.snapshot()["retries"]["total"] == 0
-    finally:
-        await manager.dispose()
+    await assert_write_refused_once(manager_of(cluster, backend), read_only=True)
 
 
 # -- replicas whose state changes under the manager -------------------------------------
@@ -237,18 +242,7 @@ async def test_a_server_read_only_from_the_start_refuses_a_write_without_retries
         connection.execute("ALTER ROLE reporter SET default_transaction_read_only = on")
     url = cluster.url(backend).replace("://%s@" % cluster.primary.user, "://reporter@")
     manager = AsyncSessionManager(url.split("&target_session_attrs")[0], config=SessionConfig())
-
-    @manager.with_session
-    async def write(session: Any) -> None:
-        await session.execute(text("INSERT INTO moves (note) VALUES ('nope')"))
-
-    try:
-        with pytest.raises(DBAPIError) as raised:
-            await write()
-        assert sqlstate_of(raised.value) == "25006"
-        assert manager.monitor.snapshot()["retries"]["total"] == 0
-    finally:
-        await manager.dispose()
+    await assert_write_refused_once(manager, read_only=False)
 
 
 async def test_fast_path_reads_follow_a_failover(cluster: Cluster, backend: str) -> None:

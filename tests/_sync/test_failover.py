@@ -103,6 +103,23 @@ def manager_of(cluster: Cluster, backend: str) -> SessionManager:
     return SessionManager(cluster.url(backend), config=config)
 
 
+def assert_write_refused_once(manager: SessionManager, read_only: bool) -> None:
+    """A write the server refuses as a statement's error (25006), not retried as a
+    failover's; the manager disposed."""
+
+    @manager.with_session(read_only=read_only)
+    def write(session: Any) -> None:
+        session.execute(text("INSERT INTO moves (note) VALUES ('nope')"))
+
+    try:
+        with pytest.raises(DBAPIError) as raised:
+            write()
+        assert sqlstate_of(raised.value) == "25006"
+        assert manager.monitor.snapshot()["retries"]["total"] == 0
+    finally:
+        manager.dispose()
+
+
 def mover(manager: SessionManager) -> Any:
     """A decorated function that writes a note and says which server took it."""
 
@@ -157,19 +174,7 @@ def test_a_fenced_primary_refusing_writes_is_a_lost_connection(
 def test_a_write_in_a_read_only_scope_is_not_mistaken_for_a_failover(
     cluster: Cluster, backend: str
 ) -> None:
-    manager = manager_of(cluster, backend)
-
-    @manager.with_session(read_only=True)
-    def sneaky_write(session: Any) -> None:
-        session.execute(text("INSERT INTO moves (note) VALUES ('nope')"))
-
-    try:
-        with pytest.raises(DBAPIError) as raised:
-            sneaky_write()
-        assert sqlstate_of(raised.value) == "25006"
-        assert manager.monitor.snapshot()["retries"]["total"] == 0
-    finally:
-        manager.dispose()
+    assert_write_refused_once(manager_of(cluster, backend), read_only=True)
 
 
 # -- replicas whose state changes under the manager -------------------------------------
@@ -238,18 +243,7 @@ def test_a_server_read_only_from_the_start_refuses_a_write_without_retries(
         connection.execute("ALTER ROLE reporter SET default_transaction_read_only = on")
     url = cluster.url(backend).replace("://%s@" % cluster.primary.user, "://reporter@")
     manager = SessionManager(url.split("&target_session_attrs")[0], config=SessionConfig())
-
-    @manager.with_session
-    def write(session: Any) -> None:
-        session.execute(text("INSERT INTO moves (note) VALUES ('nope')"))
-
-    try:
-        with pytest.raises(DBAPIError) as raised:
-            write()
-        assert sqlstate_of(raised.value) == "25006"
-        assert manager.monitor.snapshot()["retries"]["total"] == 0
-    finally:
-        manager.dispose()
+    assert_write_refused_once(manager, read_only=False)
 
 
 def test_fast_path_reads_follow_a_failover(cluster: Cluster, backend: str) -> None:
