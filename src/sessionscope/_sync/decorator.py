@@ -31,6 +31,7 @@ from .._sync_compat import (
 )
 from .._transient import retry_reason
 from ..config import SessionConfig
+from ..errors import DeadlineExceededError
 from .retrying import wait_before_retry
 from .scope import SessionScope
 
@@ -157,6 +158,11 @@ def session_function(
                     return fn(*bound, session, *args, **kwargs)
                 return None  # a sessionscope.Rollback was raised, and swallowed by the scope
             except Exception as error:
+                if isinstance(error, DeadlineExceededError) and error.__cause__ is None:
+                    # It ran out between the check above and the scope's own: the news
+                    # is still the last attempt's error.
+                    error.__cause__ = failed
+                    raise
                 if not scope.opens_transaction:
                     raise  # only the caller owning the transaction may re-run it
                 reason = retry_reason(error, retry.retry_on, retry.idempotent, scope.connecting)
