@@ -141,8 +141,8 @@ def _git_status() -> str:
 def bench(session: nox.Session) -> None:
     """The benchmark and its budgets (docs/architecture.md; a report, not a test):
     ``nox -s bench -- --quick``. Arguments after ``--`` go to ``python -m bench``,
-    e.g. ``--json bench/results/run.json``."""
-    session.install(".", *group("test"))
+    e.g. ``--json bench/results/run.json``. Writes the chart to bench/results/e2e.svg."""
+    session.install(".", *group("bench"))
     session.run("python", "-m", "bench", *session.posargs)
 
 

@@ -14,11 +14,15 @@ e2e          one unit of work (SELECT by key + UPDATE + COMMIT on a 1000-row tab
              through the raw driver, raw SQLAlchemy (``sessionmaker.begin()``),
              ``session_scope`` with monitoring on and off, and ``@with_session``:
              per flavour (sync, async) x backend (SQLite file, PostgreSQL), in
-             interleaved rounds; median and min of the per-round means, and the
+             interleaved rounds, and the peers users would pick instead
+             (advanced-alchemy, fastapi-sqla: bench/peers.py) on the same engine;
+             median and min of the per-round means, and the
              ratio to raw SQLAlchemy (paired: the median of the per-round ratios;
              the ratio of the medians beside it). The SQLite file runs in WAL mode with
              synchronous=NORMAL, so that no fsync drowns the code's cost
-             (``--sqlite-durable``: SQLite's defaults instead).
+             (``--sqlite-durable``: SQLite's defaults instead). Then what each
+             variant sent and asked of the pool (bench/wire.py), and the chart
+             of the ratios (``--chart``, an SVG; bench/chart.py).
 overhead     µs a scope adds over raw SQLAlchemy around ``SELECT 1`` on in-memory
              SQLite: (a) over raw SQLAlchemy emitting the same BEGIN
              (sessionscope's Python code only), (b) over raw SQLAlchemy without
@@ -28,9 +32,11 @@ concurrency  PostgreSQL throughput, raw SQLAlchemy vs ``session_scope``: async
 memory       RSS and tracemalloc growth over 100,000 scopes (monitoring on).
 testing      what isolating a test costs (sessionscope.testing.isolated) against
              emptying the tables it touched and against re-creating them.
-fastpath     read-only scopes on PostgreSQL behind a proxy adding ``--rtt`` ms (1)
-             per round trip: raw ``engine.begin()``, a READ ONLY transaction,
-             and the read-only fast path (no BEGIN, no COMMIT).
+latency      PostgreSQL behind a loopback proxy adding ``--rtt`` ms (1) per round
+             trip, as a database on another machine: the e2e unit of work again
+             (every variant, both flavours), and read-only scopes reading one row:
+             raw ``engine.begin()``, a READ ONLY transaction, and the read-only
+             fast path (no BEGIN, no COMMIT).
 instructions (only when asked for) own code per sync scope in instructions, counted
              by valgrind's callgrind: repeatable where timings are not.
 profile      (only when asked for) cProfile of a sync scope: sessionscope's
@@ -70,14 +76,17 @@ from tests.pg_server import PostgresServer, PostgresUnavailable
 
 import sessionscope
 
+from .chart import write_chart
 from .concurrency import ConcurrencyResult, Settings, run_concurrency
 from .e2e import GroupResult, describe, run_group
-from .fast_read import run_fast_read
+from .fast_read import FastRead, round_trip, run_fast_read
 from .harness import Budget, format_table
 from .instructions import run_instructions
-from .isolation_cost import run_isolation_cost
+from .isolation_cost import IsolationCost, run_isolation_cost
+from .latency_proxy import LatencyProxy
 from .memory_growth import run_memory
 from .overhead import OverheadResult, run_overhead
+from .peers import PEERS, missing_peers
 from .profile_scope import run_profile
 from .workload import Database
 
@@ -90,18 +99,25 @@ SECTIONS = (
     "concurrency",
     "memory",
     "testing",
-    "fastpath",
+    "latency",
     "instructions",
     "profile",
 )
-DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory,testing,fastpath"
+DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory,testing,latency"
 BACKENDS = ("sqlite", "postgres")
 FLAVOURS = ("sync", "async")
 
 # The budgets of docs/architecture.md.
 OWN_CODE_US = 5.0
-E2E_RATIO = {"postgres": 1.03, "sqlite": 1.05}
+E2E_RATIO = {  # session_scope, monitoring on / raw SQLAlchemy
+    "sync/postgres": 1.01,
+    "async/postgres": 1.00,
+    "sync/sqlite": 1.05,
+    "async/sqlite": 1.05,
+}
+FAST_PATH_SPEED_UP = 2.0  # raw engine.begin() / the fast path, at 1 ms round trip
 CONCURRENCY_RATIO = 0.97
+DEFAULT_CHART = ROOT / "bench" / "results" / "e2e.svg"
 
 
 # -- options ----------------------------------------------------------------------------
@@ -166,7 +182,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rtt",
         type=float,
         default=1.0,
-        help="fastpath: round-trip time the latency proxy adds, in ms (default 1)",
+        help="latency: round-trip time the latency proxy adds, in ms (default 1)",
+    )
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        default=DEFAULT_CHART,
+        metavar="PATH",
+        help="where the chart of the e2e ratios goes (an SVG; default bench/results/e2e.svg)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all results here")
@@ -365,6 +388,8 @@ class Report:
     e2e: list[GroupResult] = dataclasses.field(default_factory=list)
     overhead: list[OverheadResult] = dataclasses.field(default_factory=list)
     concurrency: list[ConcurrencyResult] = dataclasses.field(default_factory=list)
+    testing: list[IsolationCost] = dataclasses.field(default_factory=list)
+    fast_read: FastRead | None = None
 
     @contextlib.contextmanager
     def section(self, name: str, title: str) -> Iterator[None]:
@@ -398,6 +423,8 @@ def run_e2e(report: Report, databases: list[Database]) -> None:
                 report.e2e.append(group)
                 report.show(describe(flavour, database), group.table())
         report.results["e2e"] = {group.name: group.as_json() for group in report.e2e}
+        for missing in missing_peers():
+            report.show("", f"  {missing} is not installed: its rows are missing (bench group)")
 
 
 def run_overhead_section(report: Report) -> None:
@@ -462,22 +489,44 @@ def run_testing_section(report: Report, databases: list[Database]) -> None:
                 database, rounds=rounds, tests=10 if report.args.quick else 30
             )
             report.show("", cost.report())
+            report.testing.append(cost)
             results[database.backend] = cost.as_json()
         report.results["testing"] = results
 
 
-def run_fast_read_section(report: Report, server: Any) -> None:
-    rtt = report.args.rtt
-    title = f"fastpath: read-only scopes at {rtt:g} ms round-trip time (PostgreSQL, via a proxy)"
-    with report.section("fastpath", title):
+def run_latency_section(report: Report, server: Any, postgres: Database) -> None:
+    args = report.args
+    rtt = args.rtt
+    title = f"latency: PostgreSQL behind a proxy adding {rtt:g} ms per round trip"
+    with report.section("latency", title):
+        rounds = 3 if args.quick else max(5, args.rounds // 2)
+        batch = 5 if args.quick else 20
+        with LatencyProxy(server.host, server.port, rtt / 1000) as proxy:
+            measured = round_trip(proxy.url(postgres.sync_url)) * 1000
+            far = postgres.through(proxy, rtt, measured)
+            report.show(
+                "",
+                f"  round trip through the proxy: {measured:.2f} ms; the e2e unit of work, "
+                f"{rounds} rounds x {batch} units",
+            )
+            for flavour in FLAVOURS:
+                group = run_group(
+                    flavour, far, rounds=rounds, batch=batch, rng=report.rng, wire=False
+                )
+                report.e2e.append(group)
+                report.show(describe(flavour, far), group.table())
         fast = run_fast_read(
             server,
             rtt=rtt / 1000,
-            rounds=3 if report.args.quick else max(5, report.args.rounds // 3),
-            scopes=10 if report.args.quick else 50,
+            rounds=3 if args.quick else max(5, args.rounds // 3),
+            scopes=10 if args.quick else 50,
         )
-        report.show("", fast.report())
-        report.results["fastpath"] = fast.as_json()
+        report.fast_read = fast
+        report.show("\nread-only scopes reading one row by primary key", fast.report())
+        report.results["latency"] = {
+            "e2e": {g.name: g.as_json() for g in report.e2e if g.database.rtt_ms is not None},
+            "fast_read": fast.as_json(),
+        }
 
 
 def run_instructions_section(report: Report) -> None:
@@ -510,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "e2e",
             "concurrency",
             "testing",
-            "fastpath",
+            "latency",
         } & set(args.sections)
         server = stack.enter_context(postgres_server(env)) if needs_postgres else None
         databases: list[Database] = []
@@ -531,8 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_concurrency_section(report, postgres)
         if "testing" in args.sections:
             run_testing_section(report, databases)
-        if "fastpath" in args.sections and server is not None:
-            run_fast_read_section(report, server)
+        if "latency" in args.sections and postgres is not None:
+            run_latency_section(report, server, postgres)
         stack.close()  # PostgreSQL is no longer needed
         if "memory" in args.sections:
             run_memory_section(report)
@@ -541,11 +590,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "profile" in args.sections:
             run_profile_section(report)
 
-    budgets = evaluate_budgets(report.e2e, report.overhead, report.concurrency)
+    budgets = evaluate_budgets(report)
     print("\n== budgets (docs/architecture.md) " + "=" * 46)
     print(format_table(["budget", "limit", "measured", "verdict"], [b.row() for b in budgets]))
     if args.quick:
         print("  (--quick: a smoke run; too few rounds for these verdicts to mean anything)")
+    if report.e2e:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%F")
+        title = (
+            f"sessionscope {env['sessionscope']} ({env['git'] or '?'}), {stamp}: Python "
+            f"{env['python'].split()[0]}, SQLAlchemy {env['sqlalchemy']}, "
+            f"PostgreSQL {(env['postgresql'] or '-').split(' ')[0]}, {args.rounds} rounds"
+            + (" (--quick)" if args.quick else "")
+        )
+        print(write_chart(report.e2e, args.chart, title, E2E_RATIO))
     total = time.perf_counter() - started
     print(
         f"\nfinished in {total:.0f} s ("
@@ -570,13 +628,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def evaluate_budgets(
-    e2e: list[GroupResult],
-    overhead: list[OverheadResult],
-    concurrency: list[ConcurrencyResult],
-) -> list[Budget]:
+def evaluate_budgets(report: Report) -> list[Budget]:
     budgets: list[Budget] = []
-    sync_overhead = next((r for r in overhead if r.flavour == "sync"), None)
+    sync_overhead = next((r for r in report.overhead if r.flavour == "sync"), None)
     budgets.append(
         Budget.at_most(
             "own code per sync scope, (a), monitoring on",
@@ -587,21 +641,56 @@ def evaluate_budgets(
             "µs",
         )
     )
-    for backend in ("postgres", "sqlite"):
-        for flavour in FLAVOURS:
-            group = next(
-                (g for g in e2e if g.flavour == flavour and g.database.backend == backend), None
+    groups = {group.name: group for group in report.e2e}
+    latency = f"@{report.args.rtt:g}ms"
+    for name, limit in [
+        *E2E_RATIO.items(),
+        *(
+            (f"{flavour}/postgres{latency}", E2E_RATIO[f"{flavour}/postgres"])
+            for flavour in FLAVOURS
+        ),
+    ]:
+        group = groups.get(name)
+        budgets.append(
+            Budget.at_most(
+                f"e2e {name}: session_scope (on) / raw SQLAlchemy",
+                limit,
+                None if group is None else group.ratio("scope_monitoring_on"),
+                "x",
             )
-            budgets.append(
-                Budget.at_most(
-                    f"e2e {flavour}/{backend}: session_scope (on) / raw SQLAlchemy",
-                    E2E_RATIO[backend],
-                    None if group is None else group.ratio("scope_monitoring_on"),
-                    "x",
+        )
+    for name, group in groups.items():
+        for peer in PEERS:
+            if peer in group.series:
+                budgets.append(
+                    Budget.at_most(
+                        f"e2e {name}: session_scope (on) / {PEERS[peer][0]}",
+                        1.0,
+                        group.ratio_to("scope_monitoring_on", peer),
+                        "x",
+                    )
                 )
+    fast = report.fast_read
+    for flavour in FLAVOURS:
+        budgets.append(
+            Budget.at_least(
+                f"read-only fast path at {report.args.rtt:g} ms RTT, {flavour}: raw begin() / it",
+                FAST_PATH_SPEED_UP,
+                None if fast is None else fast.speed_up(flavour),
+                "x",
             )
+        )
+    for cost in report.testing:
+        budgets.append(
+            Budget.at_least(
+                f"testing {cost.backend}: emptying the tables / isolated()",
+                1.0,
+                cost.ratio("truncate"),
+                "x",
+            )
+        )
     for flavour in ("async", "sync"):
-        result = next((r for r in concurrency if r.flavour == flavour), None)
+        result = next((r for r in report.concurrency if r.flavour == flavour), None)
         budgets.append(
             Budget.at_least(
                 f"concurrency {flavour}: session_scope (on) / raw SQLAlchemy",
@@ -614,7 +703,9 @@ def evaluate_budgets(
         Budget.at_most(
             "concurrency: errors",
             0,
-            None if not concurrency else float(sum(r.error_count for r in concurrency)),
+            None
+            if not report.concurrency
+            else float(sum(r.error_count for r in report.concurrency)),
             "errors",
         )
     )

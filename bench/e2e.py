@@ -8,7 +8,8 @@ Variants of each flavour x backend group, each on its own connection or engine:
   (real transactions and SAVEPOINTs): the difference to the previous line is
   that BEGIN's cost, the rest up to ``session_scope`` is sessionscope's own code;
 - ``session_scope()`` with monitoring on, and with monitoring off;
-- ``@with_session`` with monitoring on.
+- ``@with_session`` with monitoring on;
+- the peers of peers.py (advanced-alchemy, fastapi-sqla), where installed.
 
 Every SQLAlchemy variant of a group runs on one engine (a default QueuePool;
 the managers borrow it), so on one pooled connection: the server sees the
@@ -27,8 +28,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import create_engine
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
 from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
@@ -44,6 +45,8 @@ from .harness import (
     run_interleaved,
     run_interleaved_async,
 )
+from .peers import async_peers, sync_peers
+from .wire import UNITS, Wire, count_async, count_sync
 from .workload import (
     ACCOUNTS,
     ASYNCPG_SELECT,
@@ -77,10 +80,21 @@ class GroupResult:
     database: Database
     series: dict[str, Series]
     units: int  # units of work run per variant, warm-up included
+    wire: Wire | None = None  # what the SQLAlchemy variants sent (wire.py)
 
     @property
     def name(self) -> str:
-        return f"{self.flavour}/{self.database.backend}"
+        """E.g. "sync/postgres", or "sync/postgres@1ms" behind the latency proxy."""
+        return f"{self.flavour}/{self.database.backend}{self.database.latency_tag}"
+
+    def ratio_to(self, key: str, other: str) -> float:
+        """Paired, as ratio(), against another variant of the group (a peer)."""
+        return paired_ratio(self.series[key], self.series[other])
+
+    def round_ratios(self, key: str) -> list[float]:
+        """Per round: this variant's time over the baseline's."""
+        base = self.series[BASELINE].values
+        return [a / b for a, b in zip(self.series[key].values, base, strict=True)]
 
     def ratio(self, key: str) -> float:
         """Paired: the median over rounds of the ratio within each round."""
@@ -104,7 +118,12 @@ class GroupResult:
                 ]
             )
         headers = ["variant", "median µs", "min µs", "IQR", "ratio", "of medians"]
-        return format_table(headers, rows)
+        table = format_table(headers, rows)
+        if self.wire is not None:
+            labels = {key: series.label for key, series in self.series.items()}
+            same = "the same for every variant" if self.wire.identical else "NOT the same"
+            table += f"\n\n  sent and asked of the pool ({same}):\n" + self.wire.table(labels)
+        return table
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +132,8 @@ class GroupResult:
             "baseline": BASELINE,
             "unit": "µs per unit of work (per-round means)",
             "units_per_variant": self.units,
+            "rtt_ms": self.database.rtt_ms,
+            "wire": None if self.wire is None else self.wire.per_unit,
             "variants": {
                 key: series.as_json()
                 | {"ratio": self.ratio(key), "ratio_of_medians": self.ratio_of_medians(key)}
@@ -122,19 +143,28 @@ class GroupResult:
 
 
 def run_group(
-    flavour: str, database: Database, *, rounds: int, batch: int, rng: random.Random
+    flavour: str,
+    database: Database,
+    *,
+    rounds: int,
+    batch: int,
+    rng: random.Random,
+    wire: bool = True,
 ) -> GroupResult:
-    """Time every variant of one flavour x backend; check that every unit committed."""
+    """Time every variant of one flavour x backend; check that every unit committed;
+    then (``wire``) count what each SQLAlchemy variant sent."""
     database.vacuum()
     before = total_balance(database)
     warmup_keys = make_keys(rng, batch, ACCOUNTS)
+    wire_keys = make_keys(rng, UNITS, ACCOUNTS) if wire else []
+    sent: Wire | None = None
 
     def keys_for_round() -> list[int]:
         return make_keys(rng, batch, ACCOUNTS)
 
     if flavour == "sync":
         with contextlib.ExitStack() as stack:
-            sync_variants = _sync_variants(database, stack)
+            sync_variants, engine = _sync_variants(database, stack)
             series = run_interleaved(
                 sync_variants,
                 rounds=rounds,
@@ -142,35 +172,48 @@ def run_group(
                 warmup_keys=warmup_keys,
                 rng=rng,
             )
+            if wire:
+                sent = count_sync(engine, _through_engine(sync_variants), wire_keys)
     else:
 
-        async def main() -> dict[str, Series]:
+        async def main() -> tuple[dict[str, Series], Wire | None]:
             async with contextlib.AsyncExitStack() as stack:
-                async_variants = await _async_variants(database, stack)
-                return await run_interleaved_async(
+                async_variants, engine = await _async_variants(database, stack)
+                measured = await run_interleaved_async(
                     async_variants,
                     rounds=rounds,
                     keys_for_round=keys_for_round,
                     warmup_keys=warmup_keys,
                     rng=rng,
                 )
+                if not wire:
+                    return measured, None
+                counted = await count_async(engine, _through_engine(async_variants), wire_keys)
+                return measured, counted
 
-        series = asyncio.run(main())
+        series, sent = asyncio.run(main())
     units = len(warmup_keys) + rounds * batch
     committed = total_balance(database) - before
-    expected = units * len(series)
+    expected = units * len(series) + (0 if sent is None else len(wire_keys) * len(sent.per_unit))
     if committed != expected:
         raise RuntimeError(
             f"{flavour}/{database.backend}: {committed} units of work committed, "
             f"{expected} expected"
         )
-    return GroupResult(flavour, database, series, units)
+    return GroupResult(flavour, database, series, units, sent)
+
+
+def _through_engine(variants: list[Variant[Any]]) -> list[Variant[Any]]:
+    """The variants that run on the shared engine (not the raw drivers)."""
+    return [variant for variant in variants if not variant.key.startswith("raw_driver")]
 
 
 # -- sync ------------------------------------------------------------------------------
 
 
-def _sync_variants(database: Database, stack: contextlib.ExitStack) -> list[Variant[SyncBatch]]:
+def _sync_variants(
+    database: Database, stack: contextlib.ExitStack
+) -> tuple[list[Variant[SyncBatch]], Engine]:
     variants = [_raw_sync_driver(database, stack)]
 
     engine = create_engine(database.sync_url)
@@ -211,7 +254,7 @@ def _sync_variants(database: Database, stack: contextlib.ExitStack) -> list[Vari
             work(key)
 
     variants.append(Variant("with_session", "@with_session, monitoring on", with_session))
-    return variants
+    return variants + sync_peers(engine), engine
 
 
 def _sync_scope_batch(manager: SessionManager) -> SyncBatch:
@@ -255,7 +298,7 @@ def _raw_sync_driver(database: Database, stack: contextlib.ExitStack) -> Variant
 
 async def _async_variants(
     database: Database, stack: contextlib.AsyncExitStack
-) -> list[Variant[AsyncBatch]]:
+) -> tuple[list[Variant[AsyncBatch]], AsyncEngine]:
     variants = await _raw_async_drivers(database, stack)
 
     engine = create_async_engine(database.async_url)
@@ -296,7 +339,7 @@ async def _async_variants(
             await work(key)
 
     variants.append(Variant("with_session", "@with_session, monitoring on", with_session))
-    return variants
+    return variants + async_peers(engine), engine
 
 
 def _async_scope_batch(manager: AsyncSessionManager) -> AsyncBatch:
@@ -364,7 +407,12 @@ def describe(flavour: str, database: Database) -> str:
     """E.g. "async, PostgreSQL (SQLAlchemy on asyncpg)"."""
     if database.backend == "postgres":
         driver = "psycopg" if flavour == "sync" else "asyncpg"
-        return f"{flavour}, PostgreSQL (SQLAlchemy on {driver})"
+        where = (
+            ""
+            if database.rtt_ms is None
+            else f", behind a proxy: {database.rtt_ms:.2f} ms round trip"
+        )
+        return f"{flavour}, PostgreSQL (SQLAlchemy on {driver}{where})"
     driver = "sqlite3" if flavour == "sync" else "aiosqlite"
     mode = "rollback journal, synchronous=FULL" if database.durable else "WAL, synchronous=NORMAL"
     return f"{flavour}, SQLite file ({mode}; SQLAlchemy on {driver})"

@@ -31,7 +31,7 @@ from sessionscope import AsyncSessionManager, SessionConfig, SessionManager
 from .harness import Series, Variant, paired_ratio, run_interleaved, run_interleaved_async
 from .latency_proxy import LatencyProxy
 
-__all__ = ["FastRead", "run_fast_read"]
+__all__ = ["FastRead", "round_trip", "run_fast_read"]
 
 READ = text("SELECT id, name FROM bench_fast_read WHERE id = :id")
 CONFIG = SessionConfig(enable_monitoring=True, log_level="WARNING", read_only_fast_path=True)
@@ -57,6 +57,11 @@ class FastRead:
                 )
         return "\n".join(lines)
 
+    def speed_up(self, flavour: str) -> float:
+        """Raw ``engine.begin()`` over the fast path (paired), in ``flavour``."""
+        series = self.series[flavour]
+        return paired_ratio(series["raw"], series["fast"])
+
     def as_json(self) -> dict[str, Any]:
         return {
             "rtt_ms": self.rtt_ms,
@@ -72,7 +77,7 @@ def run_fast_read(server: Any, *, rtt: float, rounds: int, scopes: int) -> FastR
             text("INSERT INTO bench_fast_read SELECT n, 'row ' || n FROM generate_series(1, 100) n")
         )
     with LatencyProxy(server.host, server.port, rtt) as proxy:
-        measured = _round_trip(proxy.url(server.url("psycopg")))
+        measured = round_trip(proxy.url(server.url("psycopg")))
         keys = list(range(1, scopes + 1))
         series = {
             "sync": _sync(proxy.url(server.url("psycopg")), rounds, keys),
@@ -81,7 +86,7 @@ def run_fast_read(server: Any, *, rtt: float, rounds: int, scopes: int) -> FastR
     return FastRead(measured * 1000, series)
 
 
-def _round_trip(url: str) -> float:
+def round_trip(url: str) -> float:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:

@@ -57,6 +57,10 @@ class IsolationCost:
             )
         return "\n".join(lines)
 
+    def ratio(self, key: str) -> float:
+        """A way of isolating tests over ``isolated()`` (paired)."""
+        return paired_ratio(self.series[key], self.series["isolated"])
+
     def as_json(self) -> dict[str, Any]:
         return {key: series.as_json() for key, series in self.series.items()}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -54,7 +54,7 @@ def with_sqlite_begin(maker: Any) -> Any:
     from sessionscope._sqlite import begin_sqlite_transaction
 
     listeners = {"after_begin": begin_sqlite_transaction}
-    if isinstance(maker, async_sessionmaker):
+    if issubclass(maker.class_, AsyncSession):  # also a plain sessionmaker making them
         from sessionscope._async_compat import listen_session_events as listen_async
 
         listen_async(maker, listeners)  # (its sync sessions: no scope)
@@ -88,6 +88,26 @@ class Database:
     sqlite_path: Path | None = None
     conninfo: str | None = None  # libpq URL for psycopg and asyncpg
     durable: bool = False  # SQLite: keep the rollback journal and synchronous=FULL
+    # PostgreSQL behind the latency proxy: the round trip it adds, and as measured.
+    added_rtt_ms: float = 0.0
+    rtt_ms: float | None = None
+
+    @property
+    def latency_tag(self) -> str:
+        """Empty, or behind the latency proxy the round trip it adds, e.g. "@1ms"."""
+        return "" if self.rtt_ms is None else f"@{self.added_rtt_ms:g}ms"
+
+    def through(self, proxy: Any, added_ms: float, measured_ms: float) -> Database:
+        """The same database, reached through ``proxy`` (bench/latency_proxy.py)."""
+        assert self.conninfo is not None
+        return dataclasses.replace(
+            self,
+            sync_url=proxy.url(self.sync_url),
+            async_url=proxy.url(self.async_url),
+            conninfo=proxy.url(self.conninfo),
+            rtt_ms=measured_ms,
+            added_rtt_ms=added_ms,
+        )
 
     @classmethod
     def sqlite(cls, directory: Path, durable: bool) -> Database:

@@ -9,6 +9,7 @@ import tracemalloc
 import pytest
 
 from sessionscope import SessionMonitor
+from sessionscope._frames import Level
 from sessionscope.monitor import MonitorEvent
 
 
@@ -30,7 +31,7 @@ def test_memory_stays_constant_over_100_000_transactions() -> None:
 
     def run(transactions: int) -> None:
         for n in range(transactions):
-            monitor.connected(0.0001 * (n % 7), n)
+            monitor.connected(0.0001 * (n % 7), Level(None, is_async=False, transaction_id=n))
             if n % 10:
                 monitor.closed(0.001 * (n % 97), n)
             else:
@@ -63,7 +64,7 @@ def test_lock_free_events_add_up_exactly_across_threads_and_reads() -> None:
 
     def work() -> None:
         for n in range(per_thread):
-            monitor.connected(0.0001, n)
+            monitor.connected(0.0001, Level(None, is_async=False, transaction_id=n))
             monitor.closed(0.001, n)
 
     def read() -> None:

@@ -67,20 +67,12 @@ _GONE = (ENDED, FORKED)
 class Level:
     """A transaction or a savepoint."""
 
-    __slots__ = (
-        "deadline_at",
-        "fast",
-        "is_async",
-        "isolation_level",
-        "on_commit",
-        "on_rollback",
-        "parent",
-        "read_only",
-        "rollback_cause",
-        "rollback_only",
-        "setup",
-        "transaction_id",
-    )
+    # Most transactions register no callbacks and are never marked: class attributes
+    # until they do (no __slots__, so that a new level stores only what it is told).
+    on_commit: list[Callback] | None = None
+    on_rollback: list[Callback] | None = None
+    rollback_only = False
+    rollback_cause: BaseException | None = None
 
     def __init__(
         self,
@@ -106,11 +98,6 @@ class Level:
         # A read-only transaction without BEGIN and COMMIT (on a connection in
         # autocommit mode): the read-only fast path of _replicas.py.
         self.fast = fast
-        # Most transactions register no callbacks: the lists are made on demand.
-        self.on_commit: list[Callback] | None = None
-        self.on_rollback: list[Callback] | None = None
-        self.rollback_only = False
-        self.rollback_cause: BaseException | None = None
 
     def mark_rollback_only(self, cause: BaseException) -> None:
         if not self.rollback_only:

@@ -8,7 +8,6 @@ error, and the bookkeeping of a transaction that ended.
 
 from __future__ import annotations
 
-import enum
 import logging
 from time import monotonic, perf_counter
 from typing import Any
@@ -32,8 +31,9 @@ __all__ = ["Kind", "ScopeBase"]
 _SERVER_CLOCK_SLACK = 0.05
 
 
-class Kind(enum.Enum):
-    """How a scope takes part in its session's transaction."""
+class Kind:
+    """How a scope takes part in its session's transaction. (Plain class attributes:
+    looking up an Enum's member costs five times as much, on every scope.)"""
 
     OWN = "own"  # opened it (the outermost scope, or requires_new): ends it at its exit
     JOINED = "joined"  # runs in an enclosing scope's transaction, which ends it
@@ -41,23 +41,36 @@ class Kind(enum.Enum):
 
 
 class ScopeBase(Frame):
-    __slots__ = (
-        "_activity",
-        "_committed_in_body",
-        "_deadline_at",
-        "_guard",
-        "_joining",
-        "_kind",
-        "_options",
-        "_previous",
-        "_replica",
-        "_savepoint",
-        "_started",
-        "_stopped",
-        "_turns",
-        "_unknown",
-        "connecting",
-    )
+    """The state of a scope. What most scopes never change is a class attribute,
+    set on the instance only when it does: every scope is a hot path, and a store
+    costs more than a lookup that falls through to the class."""
+
+    # The scope a session passed by the caller belongs to; None: look it up on entry.
+    _joining: Frame | None = None
+    _kind = Kind.OWN
+    # The scope that used the session before this one, back in charge at our exit.
+    _previous: Any = None
+    _savepoint: Any = None  # the flavour's SessionTransaction, if Kind.SAVEPOINT
+    _started = 0.0
+    _turns: Any = None  # held while we use a pool's only connection
+    # True while the scope gets its connection: an error then means that nothing
+    # was done yet, whatever the driver says.
+    connecting = False
+    # Whether the body committed some of its work itself (session.commit()).
+    _committed_in_body = False
+    # When the call's deadline runs out (time.monotonic()), if it has one: a
+    # decorated function's attempts share its call's. The async flavour's
+    # client-side bound on the scope, while entered (an asyncio.Timeout).
+    _deadline_at: float | None = None
+    _guard: Any = None
+    # The guard's TimeoutError, once it has stopped the scope.
+    _stopped: BaseException | None = None
+    # Whether COMMIT was in flight when the connection was lost or the scope stopped.
+    _unknown = False
+    # The replica this read-only scope runs on (_replicas.py), if it does.
+    _replica: Any = None
+    # Its connection's info, where the idle watch finds its last statement (_holders).
+    _activity: Any = None
 
     def __init__(
         self,
@@ -69,32 +82,10 @@ class ScopeBase(Frame):
         self.manager = manager
         self.session = None
         self._options = options
-        # The scope a session passed by the caller belongs to; None: look it up on entry.
-        self._joining = parent
-        self._kind = Kind.OWN
-        # The scope that used the session before this one, back in charge at our exit.
-        self._previous: Any = None
-        self._savepoint: Any = None  # the flavour's SessionTransaction, if Kind.SAVEPOINT
-        self._started = 0.0
-        self._turns: Any = None  # held while we use a pool's only connection
-        # True while the scope gets its connection: an error then means that
-        # nothing was done yet, whatever the driver says.
-        self.connecting = False
-        # Whether the body committed some of its work itself (session.commit()).
-        self._committed_in_body = False
-        # When the call's deadline runs out (time.monotonic()), if it has one: a
-        # decorated function's attempts share its call's. The async flavour's
-        # client-side bound on the scope, while entered (an asyncio.Timeout).
-        self._deadline_at = deadline_at
-        self._guard: Any = None
-        # The guard's TimeoutError, once it has stopped the scope.
-        self._stopped: BaseException | None = None
-        # Whether COMMIT was in flight when the connection was lost or the scope stopped.
-        self._unknown = False
-        # The replica this read-only scope runs on (_replicas.py), if it does.
-        self._replica: Any = None
-        # Its connection's info, where the idle watch finds its last statement (_holders).
-        self._activity: Any = None
+        if parent is not None:
+            self._joining = parent
+        if deadline_at is not None:
+            self._deadline_at = deadline_at
 
     @property
     def opens_transaction(self) -> bool:

@@ -20,9 +20,12 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ._histogram import Histogram
+
+if TYPE_CHECKING:
+    from ._frames import Level
 
 __all__ = ["EVENT_KINDS", "ROLLBACK_CAUSES", "MonitorEvent", "RollbackCause", "SessionMonitor"]
 
@@ -187,28 +190,22 @@ class SessionMonitor:
     # Each event site of a scope makes one call, and the monitor decides what it costs.
     # The two calls of a transaction's usual life take no lock: see the module's docstring.
 
-    def connected(
-        self,
-        wait: float,
-        transaction_id: int,
-        read_only: bool = False,
-        isolation_level: str | None = None,
-        propagation: str | None = None,
-    ) -> None:
+    def connected(self, wait: float, level: Level, propagation: str | None = None) -> None:
         """``session_opened`` and ``connection_acquired`` at once, once a session has its
-        connection (``session_opened`` carries the wait too: the transaction began
-        that long ago)."""
+        connection for the transaction ``level`` (``session_opened`` carries the wait
+        too: the transaction began that long ago)."""
         pending = self._pending_waits
         pending.append(wait)
         if len(pending) >= _FOLD_AT:
             self._fold()
         if self._listeners:
+            transaction_id = level.transaction_id
             self._emit(
                 "session_opened",
                 transaction_id=transaction_id,
                 duration=wait,
-                read_only=read_only,
-                isolation_level=isolation_level,
+                read_only=level.read_only,
+                isolation_level=level.isolation_level,
                 propagation=propagation,
             )
             self._emit("connection_acquired", transaction_id=transaction_id, duration=wait)

@@ -380,13 +380,8 @@ class SessionScope(ScopeBase):
             self._discard(session, error)
             raise
         if manager._monitoring:
-            level = self.level
             manager.monitor.connected(
-                perf_counter() - self._started,
-                level.transaction_id,
-                level.read_only,
-                level.isolation_level,
-                self._options.propagation,
+                perf_counter() - self._started, self.level, self._options.propagation
             )
             manager._holders[self] = None
             if manager._watching_idle:
@@ -696,9 +691,13 @@ class SessionScope(ScopeBase):
             elif manager._logs_debug:
                 manager._log(logging.DEBUG, "session closed", transaction_id=level.transaction_id)
         finally:
-            self._give_turn_back()
-            self._ended(level, None, None)
-        self._disarm()
+            # (Each checked here first: a call costs more than the check, on every scope.)
+            if self._turns is not None:
+                self._give_turn_back()
+            if manager._monitoring:
+                self._ended(level, None, None)
+        if self._guard is not None:
+            self._disarm()
         if level.on_commit:
             if manager._isolation is None:
                 run_callbacks(level.on_commit, manager._log)
