@@ -27,6 +27,9 @@ overhead     µs a scope adds over raw SQLAlchemy around ``SELECT 1`` on in-memo
              SQLite: (a) over raw SQLAlchemy emitting the same BEGIN
              (sessionscope's Python code only), (b) over raw SQLAlchemy without
              it (also the real SQLite transaction).
+gap          why our code costs more inside the sync PostgreSQL unit than alone:
+             a fixed piece of Python timed alone and once per unit (CPU time),
+             beside what the scope adds there (from e2e) and alone (overhead).
 concurrency  PostgreSQL throughput, raw SQLAlchemy vs ``session_scope``: async
              200 tasks over a pool of 10, sync 8 threads over a pool of 8.
 memory       RSS and tracemalloc growth over 100,000 scopes (monitoring on).
@@ -80,6 +83,7 @@ from .chart import write_chart
 from .concurrency import ConcurrencyResult, Settings, run_concurrency
 from .e2e import GroupResult, describe, run_group
 from .fast_read import FastRead, round_trip, run_fast_read
+from .gap import run_gap
 from .harness import Budget, format_table
 from .instructions import run_instructions
 from .isolation_cost import IsolationCost, run_isolation_cost
@@ -96,6 +100,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = (
     "e2e",
     "overhead",
+    "gap",
     "concurrency",
     "memory",
     "testing",
@@ -103,7 +108,7 @@ SECTIONS = (
     "instructions",
     "profile",
 )
-DEFAULT_SECTIONS = "e2e,overhead,concurrency,memory,testing,latency"
+DEFAULT_SECTIONS = "e2e,overhead,gap,concurrency,memory,testing,latency"
 BACKENDS = ("sqlite", "postgres")
 FLAVOURS = ("sync", "async")
 
@@ -450,6 +455,31 @@ def run_overhead_section(report: Report) -> None:
         report.results["overhead"] = {r.flavour: r.as_json() for r in report.overhead}
 
 
+def run_gap_section(report: Report, postgres: Database | None) -> None:
+    args = report.args
+    title = "gap: a microsecond of Python alone, and inside a sync PostgreSQL unit of work"
+    with report.section("gap", title):
+        if postgres is None:
+            report.show("", "  skipped: needs PostgreSQL (--backends postgres)")
+            return
+        gap = run_gap(postgres, rounds=args.rounds, batch=args.batch, rng=report.rng)
+        lines = [gap.report()]
+        group = next((g for g in report.e2e if g.name == "sync/postgres"), None)
+        overhead = next((r for r in report.overhead if r.flavour == "sync"), None)
+        if group is not None and overhead is not None:
+            alone = overhead.added("scope_monitoring_on", "raw_hooked_engine")
+            inside = (
+                group.series["scope_monitoring_on"].cpu_median
+                - group.series["raw_sqlalchemy"].cpu_median
+            )
+            lines.append(
+                f"  session_scope's own code (monitoring on): {alone:.1f} µs alone (overhead, "
+                f"(a)); {inside:+.1f} µs of CPU in the unit (e2e): {inside / alone:.1f}x"
+            )
+        report.show("", "\n".join(lines))
+        report.results["gap"] = gap.as_json()
+
+
 def run_concurrency_section(report: Report, postgres: Database | None) -> None:
     args = report.args
     title = (
@@ -557,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = Report(args, env, random.Random(args.seed), log)
         needs_postgres = "postgres" in args.backends and {
             "e2e",
+            "gap",
             "concurrency",
             "testing",
             "latency",
@@ -576,6 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_e2e(report, databases)
         if "overhead" in args.sections:
             run_overhead_section(report)
+        if "gap" in args.sections:
+            run_gap_section(report, postgres)
         if "concurrency" in args.sections:
             run_concurrency_section(report, postgres)
         if "testing" in args.sections:

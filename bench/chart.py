@@ -26,7 +26,7 @@ def write_chart(
     try:
         import matplotlib
 
-        matplotlib.use("svg")
+        matplotlib.use("agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return "chart not written: matplotlib is not installed (it is in the bench group)"
@@ -62,8 +62,15 @@ def write_chart(
         ax.tick_params(axis="x", labelsize=8)
     for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(
+        title + "\nblue: sessionscope; grey: its peers; dashed: raw SQLAlchemy; "
+        "dotted red: the budget; boxes: the middle half of the rounds",
+        fontsize=9,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="svg", metadata={"Date": None})
+    if path.suffix.lower() == ".png":  # for a quick look; the README shows the SVG
+        figure.savefig(path, format="png", dpi=110)
+    else:  # no date inside: the same run writes the same file
+        figure.savefig(path, format="svg", metadata={"Date": None})
     plt.close(figure)
     return f"chart written to {path}"

@@ -7,6 +7,10 @@ Variants of each flavour x backend group, each on its own connection or engine:
 - SQLite only, for reference: the same with the BEGIN a manager's sessions emit
   (real transactions and SAVEPOINTs): the difference to the previous line is
   that BEGIN's cost, the rest up to ``session_scope`` is sessionscope's own code;
+- for reference, raw SQLAlchemy taking its connection before the work
+  (``session.connection()``), as a scope does so that it can retry getting
+  one before its body runs and measure the wait (DESIGN §4.1, §6): between
+  it and the baseline is that early connection's cost, above it our code's;
 - ``session_scope()`` with monitoring on, and with monitoring off;
 - ``@with_session`` with monitoring on;
 - the peers of peers.py (advanced-alchemy, fastapi-sqla), where installed.
@@ -70,6 +74,8 @@ BASELINE = "raw_sqlalchemy"
 # SAVEPOINTs): between it and the baseline is the BEGIN's cost, above it our code's.
 HOOKED = "raw_sqlalchemy_hooked"
 HOOKED_LABEL = "sessionmaker.begin() + the SQLite BEGIN"
+EARLY = "raw_sqlalchemy_early"
+EARLY_LABEL = "sessionmaker.begin() + connection() first"
 MONITORING_ON = SessionConfig(enable_monitoring=True)
 MONITORING_OFF = SessionConfig(enable_monitoring=False)
 
@@ -115,9 +121,20 @@ class GroupResult:
                     f"{series.spread:.1%}",
                     f"{self.ratio(key):.3f}x",
                     f"{self.ratio_of_medians(key):.3f}x",
+                    f"{series.cpu_median:.1f}",
+                    f"{series.cpu_median - self.series[BASELINE].cpu_median:+.1f}",
                 ]
             )
-        headers = ["variant", "median µs", "min µs", "IQR", "ratio", "of medians"]
+        headers = [
+            "variant",
+            "median µs",
+            "min µs",
+            "IQR",
+            "ratio",
+            "of medians",
+            "CPU µs",
+            "CPU +µs",
+        ]
         table = format_table(headers, rows)
         if self.wire is not None:
             labels = {key: series.label for key, series in self.series.items()}
@@ -228,6 +245,14 @@ def _sync_variants(
 
     variants.append(Variant(BASELINE, "sessionmaker.begin()", raw_sqlalchemy))
 
+    def raw_early(keys: Sequence[int]) -> None:
+        for key in keys:
+            with maker.begin() as session:
+                session.connection()
+                unit_of_work(session, key)
+
+    variants.append(Variant(EARLY, EARLY_LABEL, raw_early))
+
     def manager(config: SessionConfig) -> SessionManager:
         return SessionManager(engine, config=config)  # borrowed: disposed with it
 
@@ -312,6 +337,14 @@ async def _async_variants(
                 await unit_of_work_async(session, key)
 
     variants.append(Variant(BASELINE, "async_sessionmaker.begin()", raw_sqlalchemy))
+
+    async def raw_early(keys: Sequence[int]) -> None:
+        for key in keys:
+            async with maker.begin() as session:
+                await session.connection()
+                await unit_of_work_async(session, key)
+
+    variants.append(Variant(EARLY, "async_" + EARLY_LABEL, raw_early))
 
     def manager(config: SessionConfig) -> AsyncSessionManager:
         return AsyncSessionManager(engine, config=config)  # borrowed: disposed with it

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import random
 import statistics
 import time
@@ -60,6 +61,13 @@ class Series:
     key: str
     label: str
     values: list[float] = dataclasses.field(default_factory=list)
+    # The same rounds in CPU time of the timing thread (time.thread_time()): what
+    # of a variant's time is the client's own work rather than waiting.
+    cpu: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else math.nan
 
     @property
     def median(self) -> float:
@@ -89,6 +97,8 @@ class Series:
             "max": self.maximum,
             "spread": self.spread,
             "rounds": self.values,
+            "cpu_median": self.cpu_median,
+            "cpu_rounds": self.cpu,
         }
 
 
@@ -107,8 +117,12 @@ def make_keys(rng: random.Random, count: int, upper: int) -> list[int]:
     return [rng.randint(1, upper) for _ in range(count)]
 
 
-def _record(results: dict[str, Series], variant: Variant[Any], elapsed_ns: int, units: int) -> None:
-    results[variant.key].values.append(elapsed_ns / units / 1000)
+def _record(
+    results: dict[str, Series], variant: Variant[Any], elapsed_ns: int, cpu_ns: int, units: int
+) -> None:
+    series = results[variant.key]
+    series.values.append(elapsed_ns / units / 1000)
+    series.cpu.append(cpu_ns / units / 1000)
 
 
 def run_interleaved(
@@ -129,9 +143,11 @@ def run_interleaved(
         rng.shuffle(order)
         for variant in order:
             gc.collect()  # every batch starts with the same garbage: none
+            cpu = time.thread_time_ns()
             start = time.perf_counter_ns()
             variant.run(keys)
-            _record(results, variant, time.perf_counter_ns() - start, len(keys))
+            elapsed = time.perf_counter_ns() - start
+            _record(results, variant, elapsed, time.thread_time_ns() - cpu, len(keys))
     return results
 
 
@@ -153,9 +169,11 @@ async def run_interleaved_async(
         rng.shuffle(order)
         for variant in order:
             gc.collect()
+            cpu = time.thread_time_ns()
             start = time.perf_counter_ns()
             await variant.run(keys)
-            _record(results, variant, time.perf_counter_ns() - start, len(keys))
+            elapsed = time.perf_counter_ns() - start
+            _record(results, variant, elapsed, time.thread_time_ns() - cpu, len(keys))
     return results
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.util import greenlet_spawn
 
 from ._one_task import guarded_session_class
 
@@ -60,6 +61,7 @@ __all__ = [
     "run_shielded",
     "sleep",
     "sync_engine_of",
+    "take_connection",
 ]
 
 IS_ASYNC = True
@@ -146,6 +148,14 @@ def has_pending_changes(session: AsyncSession) -> bool:
     would build three sets to say so. tests/test_private_api.py guards the names."""
     sync = session.sync_session
     return bool(sync._new or sync._deleted or sync.identity_map._modified)
+
+
+async def take_connection(session: AsyncSession) -> Connection:
+    """The session's connection, taken now (its transaction begun): the sync one.
+    ``session.connection()`` would also make an ``AsyncConnection`` for it and
+    register it in a weak registry, on every scope, for nothing."""
+    connection: Connection = await greenlet_spawn(session.sync_session.connection)
+    return connection
 
 
 def close_if_idle(session: AsyncSession) -> bool:

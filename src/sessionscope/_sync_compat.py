@@ -48,6 +48,7 @@ __all__ = [
     "sessionmaker",
     "sleep",
     "sync_engine_of",
+    "take_connection",
 ]
 
 IS_ASYNC = False
@@ -117,6 +118,11 @@ def has_pending_changes(session: Session) -> bool:
     would build three sets to say so. tests/test_private_api.py guards the names."""
     sync = session
     return bool(sync._new or sync._deleted or sync.identity_map._modified)
+
+
+def take_connection(session: Session) -> Connection:
+    """The session's connection, taken now (its transaction begun)."""
+    return session.connection()
 
 
 def close_if_idle(session: Session) -> bool:

@@ -27,6 +27,7 @@ from .._async_compat import (
     running_loop,
     sleep,
     sync_engine_of,
+    take_connection,
 )
 from .._fast_read import WritesNotRefused
 from .._frames import ENDED, FORKED, Frame, Level, find_frame, innermost
@@ -368,7 +369,7 @@ class AsyncSessionScope(ScopeBase):
                     watchdog.start()
                 manager._waiting[self] = None
             try:
-                connection = await session.connection()
+                connection = await take_connection(session)
             finally:
                 if watchdog is not None:
                     del manager._waiting[self]

@@ -39,6 +39,7 @@ from .._sync_compat import (
     running_loop,
     sleep,
     sync_engine_of,
+    take_connection,
 )
 from .._transient import commit_may_have_landed, is_connection_error, transient_reason
 from ..errors import (
@@ -371,7 +372,7 @@ class SessionScope(ScopeBase):
                     watchdog.start()
                 manager._waiting[self] = None
             try:
-                connection = session.connection()
+                connection = take_connection(session)
             finally:
                 if watchdog is not None:
                     del manager._waiting[self]
