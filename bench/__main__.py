@@ -690,6 +690,7 @@ def evaluate_budgets(report: Report) -> list[Budget]:
                 limit,
                 None if group is None else group.ratio("scope_monitoring_on"),
                 "x",
+                None if group is None else group.noise("scope_monitoring_on"),
             )
         )
     for name, group in groups.items():
@@ -701,6 +702,7 @@ def evaluate_budgets(report: Report) -> list[Budget]:
                         1.0,
                         group.ratio_to("scope_monitoring_on", peer),
                         "x",
+                        group.noise("scope_monitoring_on", peer),
                     )
                 )
     fast = report.fast_read

@@ -45,6 +45,7 @@ from .harness import (
     Variant,
     format_table,
     make_keys,
+    paired_noise,
     paired_ratio,
     run_interleaved,
     run_interleaved_async,
@@ -92,6 +93,10 @@ class GroupResult:
     def name(self) -> str:
         """E.g. "sync/postgres", or "sync/postgres@1ms" behind the latency proxy."""
         return f"{self.flavour}/{self.database.backend}{self.database.latency_tag}"
+
+    def noise(self, key: str, other: str = BASELINE) -> float:
+        """The standard error of ratio_to(key, other) (harness.paired_noise)."""
+        return paired_noise(self.series[key], self.series[other])
 
     def ratio_to(self, key: str, other: str) -> float:
         """Paired, as ratio(), against another variant of the group (a peer)."""

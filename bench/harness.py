@@ -35,6 +35,7 @@ __all__ = [
     "format_table",
     "make_keys",
     "paired_difference",
+    "paired_noise",
     "paired_ratio",
     "run_interleaved",
     "run_interleaved_async",
@@ -112,6 +113,18 @@ def paired_ratio(series: Series, baseline: Series) -> float:
     return statistics.median(a / b for a, b in zip(series.values, baseline.values, strict=True))
 
 
+def paired_noise(series: Series, baseline: Series) -> float:
+    """The standard error of paired_ratio(): how far its median may be off, by the
+    spread of the per-round ratios (1.2533 sigma / sqrt(rounds), sigma estimated
+    from their interquartile range, as one disturbed round must not widen it)."""
+    ratios = [a / b for a, b in zip(series.values, baseline.values, strict=True)]
+    if len(ratios) < 4:
+        return math.inf
+    quartiles = statistics.quantiles(ratios, n=4)
+    sigma = (quartiles[2] - quartiles[0]) / 1.349
+    return 1.2533 * sigma / math.sqrt(len(ratios))
+
+
 def make_keys(rng: random.Random, count: int, upper: int) -> list[int]:
     """``count`` random keys in 1..upper."""
     return [rng.randint(1, upper) for _ in range(count)]
@@ -179,18 +192,28 @@ async def run_interleaved_async(
 
 @dataclasses.dataclass
 class Budget:
-    """One line of the budget table: a limit from docs/architecture.md and what was measured."""
+    """One line of the budget table: a limit from docs/architecture.md and what was measured.
+
+    A ratio may come with its noise (the standard error of its median, see
+    paired_noise()): a measurement past the limit by less than that is reported
+    as "within noise", neither held nor missed, since the run cannot tell.
+    """
 
     name: str
     limit: str  # as shown, e.g. "<= 1.03x"
     measured: float | None  # None: not measured in this run
     unit: str  # "x" or "µs"
     holds: bool | None
+    noise: float | None = None
+    within_noise: bool = False
 
     @classmethod
-    def at_most(cls, name: str, limit: float, measured: float | None, unit: str) -> Budget:
+    def at_most(
+        cls, name: str, limit: float, measured: float | None, unit: str, noise: float | None = None
+    ) -> Budget:
         holds = None if measured is None else measured <= limit
-        return cls(name, f"<= {_number(limit, unit)}", measured, unit, holds)
+        tie = bool(not holds and measured is not None and noise and measured - noise <= limit)
+        return cls(name, f"<= {_number(limit, unit)}", measured, unit, holds, noise, tie)
 
     @classmethod
     def at_least(cls, name: str, limit: float, measured: float | None, unit: str) -> Budget:
@@ -199,10 +222,14 @@ class Budget:
 
     @property
     def verdict(self) -> str:
+        if self.within_noise:
+            return "within noise"
         return {True: "holds", False: "MISSED", None: "not measured"}[self.holds]
 
     def row(self) -> list[str]:
         shown = "-" if self.measured is None else _number(self.measured, self.unit)
+        if self.measured is not None and self.noise is not None and math.isfinite(self.noise):
+            shown += f" ±{self.noise:.3f}"
         return [self.name, self.limit, shown, self.verdict]
 
     def as_json(self) -> dict[str, Any]:
