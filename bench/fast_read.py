@@ -1,4 +1,4 @@
-"""Section "fastpath": the read-only fast path at a network's round-trip time.
+"""Section "latency", second part: the read-only fast path at a network's round-trip time.
 
 PostgreSQL behind a loopback proxy that adds ``rtt`` (1 ms by default) to every
 round trip, as a database on another machine has. One unit is one scope that
