@@ -61,6 +61,7 @@ from .workload import (
     SQLITE_SELECT,
     SQLITE_UPDATE,
     Database,
+    begin_batch,
     run_sqlite3,
     total_balance,
     unit_of_work,
@@ -243,12 +244,7 @@ def _sync_variants(
     stack.callback(engine.dispose)
     maker = sessionmaker(engine, expire_on_commit=False)
 
-    def raw_sqlalchemy(keys: Sequence[int]) -> None:
-        for key in keys:
-            with maker.begin() as session:
-                unit_of_work(session, key)
-
-    variants.append(Variant(BASELINE, "sessionmaker.begin()", raw_sqlalchemy))
+    variants.append(Variant(BASELINE, "sessionmaker.begin()", begin_batch(maker)))
 
     def raw_early(keys: Sequence[int]) -> None:
         for key in keys:

@@ -23,14 +23,13 @@ import dataclasses
 import random
 import statistics
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
 from .harness import Variant, make_keys, run_interleaved
-from .workload import ACCOUNTS, Database, unit_of_work
+from .workload import ACCOUNTS, Database, begin_batch
 
 __all__ = ["Gap", "run_gap"]
 
@@ -96,19 +95,11 @@ def run_gap(database: Database, *, rounds: int, batch: int, rng: random.Random) 
         stack.callback(engine.dispose)
         maker = sessionmaker(engine, expire_on_commit=False)
 
-        def raw(keys: Sequence[int]) -> None:
-            for key in keys:
-                with maker.begin() as session:
-                    unit_of_work(session, key)
-
-        def raw_and_bookkeeping(keys: Sequence[int]) -> None:
-            for key in keys:
-                with maker.begin() as session:
-                    unit_of_work(session, key)
-                bookkeeping()
-
         series = run_interleaved(
-            [Variant("raw", "", raw), Variant("more", "", raw_and_bookkeeping)],
+            [
+                Variant("raw", "", begin_batch(maker)),
+                Variant("more", "", begin_batch(maker, then=bookkeeping)),
+            ],
             rounds=rounds,
             keys_for_round=lambda: make_keys(rng, batch, ACCOUNTS),
             warmup_keys=make_keys(rng, batch, ACCOUNTS),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy.pool import NullPool
 
 __all__ = [
     "ACCOUNTS",
+    "begin_batch",
     "Database",
     "total_balance",
     "unit_of_work",
@@ -66,6 +67,22 @@ def with_sqlite_begin(maker: Any) -> Any:
         maker.class_ = type("Session", (ScopeHolder, maker.class_), {})
         listen_sync(maker, listeners)
     return maker
+
+
+def begin_batch(
+    maker: Any, then: Callable[[], object] | None = None
+) -> Callable[[Sequence[int]], None]:
+    """Raw SQLAlchemy's batch: the unit of work per key in ``with maker.begin() as
+    session:``, and ``then()`` after each, if given."""
+
+    def run(keys: Sequence[int]) -> None:
+        for key in keys:
+            with maker.begin() as session:
+                unit_of_work(session, key)
+            if then is not None:
+                then()
+
+    return run
 
 
 def unit_of_work(session: Session, key: int) -> None:
