@@ -249,7 +249,7 @@ def _git_revision() -> str | None:
             timeout=10,
         ).stdout.strip()
         changed = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "bench"],
             capture_output=True,
             text=True,
             check=True,
@@ -257,7 +257,7 @@ def _git_revision() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return head + (" + uncommitted changes in src/" if changed else "")
+    return head + (" + uncommitted changes in src/ or bench/" if changed else "")
 
 
 def environment() -> dict[str, Any]:
@@ -633,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         title = (
             f"sessionscope {env['sessionscope']} ({env['git'] or '?'}), {stamp}: Python "
             f"{env['python'].split()[0]}, SQLAlchemy {env['sqlalchemy']}, "
-            f"PostgreSQL {(env['postgresql'] or '-').split(' ')[0]}, {args.rounds} rounds"
+            f"PostgreSQL {(env['postgresql'] or '-').split(' ')[0]}"
             + (" (--quick)" if args.quick else "")
         )
         print(write_chart(report.e2e, args.chart, title, E2E_RATIO))

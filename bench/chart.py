@@ -54,10 +54,11 @@ def write_chart(
             patch.set_facecolor("#4c72b0" if key in _OURS else "#c8c8c8")
         ax.set_yticks(range(1, len(keys) + 1), [group.series[k].label for k in keys], fontsize=8)
         ax.axvline(1.0, color="black", linestyle="--", linewidth=0.8)
-        budget = budgets.get(group.name)
+        budget = budgets.get(group.name, budgets.get(group.name.split("@")[0]))
         if budget is not None:
             ax.axvline(budget, color="#c44e52", linestyle=":", linewidth=1.2)
-        ax.set_title(describe(group.flavour, group.database), fontsize=9)
+        rounds = len(group.series[BASELINE].values)
+        ax.set_title(f"{describe(group.flavour, group.database)}; {rounds} rounds", fontsize=9)
         ax.set_xlabel("time per unit of work / raw SQLAlchemy, per round", fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
     for ax in list(axes.flat)[len(groups) :]:

@@ -195,8 +195,8 @@ class Budget:
     """One line of the budget table: a limit from docs/architecture.md and what was measured.
 
     A ratio may come with its noise (the standard error of its median, see
-    paired_noise()): a measurement past the limit by less than that is reported
-    as "within noise", neither held nor missed, since the run cannot tell.
+    paired_noise()): a measurement closer to the limit than that, on either side,
+    is reported as "within noise", neither held nor missed: the run cannot tell.
     """
 
     name: str
@@ -212,7 +212,9 @@ class Budget:
         cls, name: str, limit: float, measured: float | None, unit: str, noise: float | None = None
     ) -> Budget:
         holds = None if measured is None else measured <= limit
-        tie = bool(not holds and measured is not None and noise and measured - noise <= limit)
+        if noise is not None and not math.isfinite(noise):
+            noise = None  # too few rounds to say (paired_noise): a plain verdict
+        tie = bool(measured is not None and noise and abs(measured - limit) <= noise)
         return cls(name, f"<= {_number(limit, unit)}", measured, unit, holds, noise, tie)
 
     @classmethod
@@ -228,7 +230,7 @@ class Budget:
 
     def row(self) -> list[str]:
         shown = "-" if self.measured is None else _number(self.measured, self.unit)
-        if self.measured is not None and self.noise is not None and math.isfinite(self.noise):
+        if self.measured is not None and self.noise is not None:
             shown += f" ±{self.noise:.3f}"
         return [self.name, self.limit, shown, self.verdict]
 

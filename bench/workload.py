@@ -79,10 +79,15 @@ def begin_batch(
         for key in keys:
             with maker.begin() as session:
                 unit_of_work(session, key)
-            if then is not None:
-                then()
 
-    return run
+    def run_then(keys: Sequence[int]) -> None:
+        assert then is not None
+        for key in keys:
+            with maker.begin() as session:
+                unit_of_work(session, key)
+            then()
+
+    return run if then is None else run_then
 
 
 def unit_of_work(session: Session, key: int) -> None:

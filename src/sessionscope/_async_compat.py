@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
+from . import _one_task
 from ._one_task import guarded_session_class
 
 # SQLAlchemy 2.0 imports greenlet only when an async call is made: import it
@@ -152,10 +153,30 @@ def has_pending_changes(session: AsyncSession) -> bool:
 
 async def take_connection(session: AsyncSession) -> Connection:
     """The session's connection, taken now (its transaction begun): the sync one.
-    ``session.connection()`` would also make an ``AsyncConnection`` for it and
-    register it in a weak registry, on every scope, for nothing."""
-    connection: Connection = await greenlet_spawn(session.sync_session.connection)
-    return connection
+    ``AsyncSession.connection()`` would also make an ``AsyncConnection`` for it and
+    register it in a weak registry, on every scope, for nothing; a session class
+    with a ``connection()`` of its own gets it called, as it expects."""
+    cls = type(session)
+    plain = _plain_connection.get(cls)
+    if plain is None:
+        plain = _plain_connection[cls] = _connection_is_sqlalchemys(cls)
+    if plain:
+        connection: Connection = await greenlet_spawn(session.sync_session.connection)
+        return connection
+    return (await session.connection()).sync_connection
+
+
+_plain_connection: dict[type[Any], bool] = {}
+
+
+def _connection_is_sqlalchemys(cls: type[Any]) -> bool:
+    """Whether ``cls.connection`` is AsyncSession's own (under the one-task guard)."""
+    for klass in cls.__mro__:
+        method = klass.__dict__.get("connection")
+        if method is None or getattr(method, "__module__", None) == _one_task.__name__:
+            continue
+        return method is AsyncSession.__dict__["connection"]
+    return False
 
 
 def close_if_idle(session: AsyncSession) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -69,6 +70,30 @@ async def test_a_borrowed_sessionmaker_keeps_its_settings_and_is_not_changed(
                 async with manager.session_scope(propagation="nested") as inner:
                     inner.add(User(name="bob"))
                 raise Boom
+        assert database.names() == ["ada"]
+        await manager.dispose()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_session_class_with_its_own_connection_method_gets_it_called(
+    database: Database,
+) -> None:
+    # A scope takes its connection before its body runs, through the session class's
+    # connection() when the application's class has one of its own.
+    calls = []
+
+    class AppSession(AsyncSession):
+        async def connection(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append("connection")
+            return await super().connection(*args, **kwargs)
+
+    engine = create_async_engine(database.url)
+    try:
+        manager = AsyncSessionManager(async_sessionmaker(engine, class_=AppSession))
+        async with manager.session_scope() as session:
+            assert calls == ["connection"]
+            session.add(User(name="ada"))
         assert database.names() == ["ada"]
         await manager.dispose()
     finally:

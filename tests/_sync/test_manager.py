@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -72,6 +73,30 @@ def test_a_borrowed_sessionmaker_keeps_its_settings_and_is_not_changed(
                 with manager.session_scope(propagation="nested") as inner:
                     inner.add(User(name="bob"))
                 raise Boom
+        assert database.names() == ["ada"]
+        manager.dispose()
+    finally:
+        engine.dispose()
+
+
+def test_a_session_class_with_its_own_connection_method_gets_it_called(
+    database: Database,
+) -> None:
+    # A scope takes its connection before its body runs, through the session class's
+    # connection() when the application's class has one of its own.
+    calls = []
+
+    class AppSession(Session):
+        def connection(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append("connection")
+            return super().connection(*args, **kwargs)
+
+    engine = create_engine(database.url)
+    try:
+        manager = SessionManager(sessionmaker(engine, class_=AppSession))
+        with manager.session_scope() as session:
+            assert calls == ["connection"]
+            session.add(User(name="ada"))
         assert database.names() == ["ada"]
         manager.dispose()
     finally:
