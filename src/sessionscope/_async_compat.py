@@ -163,7 +163,9 @@ async def take_connection(session: AsyncSession) -> Connection:
     if plain:
         connection: Connection = await greenlet_spawn(session.sync_session.connection)
         return connection
-    return (await session.connection()).sync_connection
+    taken = (await session.connection()).sync_connection
+    assert taken is not None  # an AsyncConnection a session hands out is started
+    return taken
 
 
 _plain_connection: dict[type[Any], bool] = {}
